@@ -1,0 +1,731 @@
+/**
+ * The file backend: one directory in the Node-RED user directory (`<userDir>/wechat-cxone/<name>/`), the pack's
+ * default. State lives in memory; every change is appended to `data.log` and the call resolves only once the
+ * record is on disk (fdatasync), so a SIGKILL or a crash never loses an acknowledged write.
+ *
+ * - Group commit: changes made while a write is in progress are written and synced together, so a burst of
+ *   small writes costs one fdatasync per batch, never one per write, and nothing resolves before its sync.
+ * - Records: one line each, `<crc32 as 8 hex><body>\n`. The body is `S<expiresAt>:<key length>:<key><value>` (set;
+ *   expiresAt 0 means no expiry) or `D<key>` (delete); a key or value with a line break is written as JSON instead,
+ *   `["s",key,value,expiresAt]` or `["d",key]` (the only form of the first version, still read). Every operation is
+ *   logged as an idempotent set or delete.
+ * - Recovery: the log is replayed at open. A torn last record (the process died while writing it) is cut off;
+ *   a damaged record in the middle is skipped with a warning and the log is rewritten at once.
+ * - Compaction: when the log is both larger than 4 MiB and twice the live data, the live state is written to
+ *   `data.log.compact` in the background, in chunks, while writes go on to `data.log` as before (each batch also
+ *   kept as the compaction's tail). Then, between two batches of the write loop, the tail is appended, the file
+ *   synced and renamed over `data.log` (atomic), and the directory synced. Replaying the new log gives the state
+ *   the old one gives: the snapshot holds every change made before it started (and some made during it), and the
+ *   tail repeats every change logged since, in order (every record is an idempotent set or delete). A write waits
+ *   for that last step only, never for the whole rewrite (which took tens to hundreds of milliseconds with a large
+ *   live set, the latency tail of the acknowledgements).
+ * - One process per directory: `lock` holds the owner's pid, host and a heartbeat (its mtime, touched every
+ *   10 s). A second process is refused with a clear error; a lock whose owner is gone (dead pid on this host, or
+ *   no heartbeat for 60 s) is taken over. Several instances need the Redis backend.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { fingerprintHex, MarkSet, parseFingerprintHex } from './marks';
+import type { Store } from './types';
+
+const LOG = 'data.log';
+const LOCK = 'lock';
+const COMPACT_MIN_BYTES = 4 * 1024 * 1024;
+const HEARTBEAT_MS = 10_000;
+const STALE_LOCK_MS = 60_000;
+
+interface Item {
+  value: string;
+  expires: number; // epoch ms; Infinity for none
+}
+
+/** Set, delete, and a dedupe mark known by its key's fingerprint only (written by compaction). */
+type Rec = ['s', string, string, number] | ['d', string] | ['m', number, number, number];
+
+/** The value of a dedupe mark: a key set to it with a lifetime is kept in the MarkSet, not as an entry. */
+const MARK = '-';
+/** What a mark adds to the live data (the size of its record), for the compaction threshold. */
+const MARK_BYTES = 40;
+/** Characters of records a background compaction encodes between two yields to the event loop. */
+const SLICE_CHARS = 256 * 1024;
+
+export interface FileStoreOptions {
+  /** Compact when the log exceeds this many bytes (and twice the live data). Default 4 MiB. */
+  compactMinBytes?: number;
+  /** Called with what recovery found (torn records cut off, damaged records skipped). */
+  onWarning?: (message: string) => void;
+}
+
+/** Thrown when another live process holds the directory (or this process has it open already: `here`). */
+export class StoreLockedError extends Error {
+  constructor(
+    message: string,
+    readonly holder: { pid?: number; host?: string },
+    readonly dir = '',
+    readonly here = false,
+  ) {
+    super(message);
+    this.name = 'StoreLockedError';
+  }
+}
+
+/** The directory, its lock file or its log could not be created or read (`reason`, and the errno `code`). */
+export class FileStoreError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'mkdir' | 'lockfile' | 'read',
+    readonly dir: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'FileStoreError';
+  }
+}
+
+/** Directories opened by this process (a second open in one process is refused like one from another process). */
+const openHere = new Set<string>();
+
+/**
+ * Whether a string can go into a record as it is: no line break (a record is one line) and no lone surrogate
+ * (UTF-8 cannot carry one; JSON escapes it).
+ */
+function oneLine(s: string): boolean {
+  return (
+    s.indexOf('\n') < 0 && s.indexOf('\r') < 0 && (s as string & { isWellFormed(): boolean }).isWellFormed()
+  );
+}
+
+function encode(rec: Rec): string {
+  // Compact form when key and value hold no line break: `S<expires>:<key length>:<key><value>` and `D<key>`. The
+  // values are mostly JSON themselves; writing them inside a JSON array escaped every quote of them again.
+  let body: string;
+  if (rec[0] === 'm') body = `M${rec[3]}:${fingerprintHex(rec[1], rec[2])}`;
+  else if (rec[0] === 's' && oneLine(rec[1]) && oneLine(rec[2]))
+    body = `S${rec[3]}:${rec[1].length}:${rec[1]}${rec[2]}`;
+  else if (rec[0] === 'd' && oneLine(rec[1])) body = `D${rec[1]}`;
+  else body = JSON.stringify(rec);
+  return (crc32(body) >>> 0).toString(16).padStart(8, '0') + body + '\n';
+}
+
+function decodeCompact(body: string): Rec | null {
+  if (body[0] === 'D') return ['d', body.slice(1)];
+  if (body[0] === 'M') {
+    const at = body.indexOf(':');
+    const expires = Number(body.slice(1, at));
+    const fp = at > 0 ? parseFingerprintHex(body.slice(at + 1)) : null;
+    return fp && Number.isSafeInteger(expires) && expires > 0 ? ['m', fp[0], fp[1], expires] : null;
+  }
+  const a = body.indexOf(':');
+  const b = a < 0 ? -1 : body.indexOf(':', a + 1);
+  if (b < 0) return null;
+  const expires = Number(body.slice(1, a));
+  const keyLen = Number(body.slice(a + 1, b));
+  if (!Number.isSafeInteger(expires) || !Number.isSafeInteger(keyLen) || keyLen < 0) return null;
+  if (b + 1 + keyLen > body.length) return null;
+  return ['s', body.slice(b + 1, b + 1 + keyLen), body.slice(b + 1 + keyLen), expires];
+}
+
+function decode(line: string): Rec | null {
+  if (line.length < 10) return null;
+  const json = line.slice(8);
+  const sum = parseInt(line.slice(0, 8), 16);
+  if (!/^[0-9a-f]{8}$/.test(line.slice(0, 8)) || crc32(json) >>> 0 !== sum) return null;
+  if (json[0] === 'S' || json[0] === 'D' || json[0] === 'M') return decodeCompact(json);
+  try {
+    const r = JSON.parse(json) as unknown;
+    if (!Array.isArray(r)) return null;
+    if (r[0] === 's' && r.length === 4 && typeof r[1] === 'string' && typeof r[2] === 'string') {
+      return ['s', r[1], r[2], typeof r[3] === 'number' ? r[3] : 0];
+    }
+    if (r[0] === 'd' && r.length === 2 && typeof r[1] === 'string') return ['d', r[1]];
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class FileStore implements Store {
+  readonly kind = 'file' as const;
+  readonly dir: string;
+  private readonly logPath: string;
+  private readonly lockPath: string;
+  private readonly items = new Map<string, Item>();
+  /** Dedupe marks (a key set to `-` with a lifetime): fingerprints and expiry, not entries (lib/store/marks.ts). */
+  private readonly marks = new MarkSet();
+  private marksSweptAt = Date.now();
+  private readonly compactMinBytes: number;
+  private readonly warn: (m: string) => void;
+  private fd = -1;
+  private logBytes = 0;
+  private liveBytes = 0;
+  private buf: string[] = [];
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private flushing: Promise<void> | null = null;
+  /** A compaction in progress: its snapshot is being written; `tail` holds what was logged since it began. */
+  private compaction: {
+    tail: string[];
+    ready: boolean;
+    bytes: number;
+    fh: fsp.FileHandle | null;
+    done: Promise<void>;
+  } | null = null;
+  private broken: Error | null = null;
+  private closed = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private sweeps = 0;
+  private readonly lockNonce = Math.random().toString(36).slice(2);
+
+  private constructor(dir: string, opts: FileStoreOptions) {
+    this.dir = path.resolve(dir);
+    this.logPath = path.join(this.dir, LOG);
+    this.lockPath = path.join(this.dir, LOCK);
+    this.compactMinBytes = opts.compactMinBytes ?? COMPACT_MIN_BYTES;
+    this.warn = opts.onWarning ?? (() => undefined);
+  }
+
+  /** Opens (creating) the store in `dir`: takes the lock, replays the log. */
+  static async open(dir: string, opts: FileStoreOptions = {}): Promise<FileStore> {
+    const s = new FileStore(dir, opts);
+    try {
+      // Owner only: the log holds access tokens and message content in plain text.
+      await fsp.mkdir(s.dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new FileStoreError(
+        `cannot create the file store directory ${s.dir} (${code}): check the path and that Node-RED may write there`,
+        'mkdir',
+        s.dir,
+        code,
+      );
+    }
+    s.lock();
+    try {
+      await s.recover();
+      s.fd = fs.openSync(s.logPath, 'a', 0o600);
+      s.heartbeat = setInterval(() => {
+        const now = new Date();
+        fs.utimes(s.lockPath, now, now, () => undefined);
+      }, HEARTBEAT_MS);
+      s.heartbeat.unref();
+    } catch (err) {
+      s.unlock();
+      throw err;
+    }
+    return s;
+  }
+
+  private lock(): void {
+    if (openHere.has(this.dir)) {
+      throw new StoreLockedError(
+        `the file store in ${this.dir} is already open in this process; one store directory serves one Node-RED runtime`,
+        { pid: process.pid, host: os.hostname() },
+        this.dir,
+        true,
+      );
+    }
+    const mine = JSON.stringify({
+      pid: process.pid,
+      host: os.hostname(),
+      nonce: this.lockNonce,
+      at: Date.now(),
+    });
+    for (let tries = 0; tries < 3; tries++) {
+      try {
+        fs.writeFileSync(this.lockPath, mine, { flag: 'wx', mode: 0o600 });
+        if (fs.readFileSync(this.lockPath, 'utf8') !== mine) continue;
+        openHere.add(this.dir);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          const code = (err as NodeJS.ErrnoException).code ?? 'error';
+          throw new FileStoreError(
+            `cannot create the lock file of the file store in ${this.dir} (${code}): check that Node-RED may write there`,
+            'lockfile',
+            this.dir,
+            code,
+          );
+        }
+      }
+      let holder: { pid?: number; host?: string } = {};
+      let mtime = 0;
+      try {
+        holder = JSON.parse(fs.readFileSync(this.lockPath, 'utf8')) as typeof holder;
+        mtime = fs.statSync(this.lockPath).mtimeMs;
+      } catch {
+        /* unreadable or just removed: treat as stale */
+      }
+      const sameHost = holder.host === os.hostname();
+      const pidAlive =
+        typeof holder.pid === 'number' && holder.pid !== process.pid ? alive(holder.pid) : false;
+      const fresh = Date.now() - mtime < STALE_LOCK_MS;
+      // On this host a dead pid frees the lock at once; elsewhere only a missing heartbeat does.
+      const held = fresh && (sameHost ? pidAlive : true);
+      if (held) {
+        throw new StoreLockedError(
+          `the file store in ${this.dir} is in use by process ${holder.pid ?? '?'} on ${holder.host ?? '?'}: ` +
+            `a file store serves one Node-RED process; give each instance its own user directory, or use the ` +
+            `Redis store for several instances (if that process is gone, delete ${this.lockPath})`,
+          holder,
+          this.dir,
+        );
+      }
+      try {
+        fs.unlinkSync(this.lockPath);
+      } catch {
+        /* someone else took it over first; try again */
+      }
+    }
+    throw new StoreLockedError(`could not take the lock of the file store in ${this.dir}`, {}, this.dir);
+  }
+
+  private unlock(): void {
+    openHere.delete(this.dir);
+    try {
+      const cur = fs.readFileSync(this.lockPath, 'utf8');
+      if (cur.includes(`"nonce":"${this.lockNonce}"`)) fs.unlinkSync(this.lockPath);
+    } catch {
+      /* already gone */
+    }
+  }
+
+  private async recover(): Promise<void> {
+    await fsp.rm(path.join(this.dir, LOG + '.compact'), { force: true });
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(this.logPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new FileStoreError(
+        `cannot read the file store log ${this.logPath} (${code})`,
+        'read',
+        this.dir,
+        code,
+      );
+    }
+    let pos = 0;
+    let goodEnd = 0;
+    let damaged = 0;
+    let torn = false;
+    while (pos < data.length) {
+      const nl = data.indexOf(10, pos);
+      if (nl < 0) {
+        torn = true; // the last record has no end: the process died while writing it
+        break;
+      }
+      const rec = decode(data.toString('utf8', pos, nl));
+      if (rec) {
+        this.apply(rec);
+        goodEnd = nl + 1;
+      } else if (data.indexOf(10, nl + 1) < 0 && nl + 1 >= data.length) {
+        torn = true; // damaged last record: the same
+        break;
+      } else {
+        damaged++;
+      }
+      pos = nl + 1;
+    }
+    const now = Date.now();
+    for (const [k, it] of this.items) if (it.expires <= now) this.drop(k);
+    if (torn) {
+      this.warn(`file store ${this.dir}: cut off an incomplete last record (${data.length - goodEnd} bytes)`);
+      await fsp.truncate(this.logPath, goodEnd);
+    }
+    this.logBytes = torn ? goodEnd : data.length;
+    if (damaged) {
+      this.warn(`file store ${this.dir}: skipped ${damaged} damaged record(s) in the middle of the log`);
+      await this.rewrite();
+    } else if (this.needsCompaction()) {
+      await this.rewrite();
+    }
+  }
+
+  private apply(rec: Rec): void {
+    if (rec[0] === 'm') {
+      this.marks.addFp(rec[1], rec[2], rec[3]);
+      return;
+    }
+    if (rec[0] === 's' && rec[2] === MARK && rec[3] > 0) {
+      this.drop(rec[1]);
+      this.marks.add(rec[1], rec[3]);
+      return;
+    }
+    if (this.marks.size) this.marks.delete(rec[1]);
+    if (rec[0] === 's') {
+      // Replaced in place (a Map keeps the position of a key that is set again), so that a compaction's snapshot,
+      // which walks the entries, does not meet the same key again and again.
+      const old = this.items.get(rec[1]);
+      if (old) this.liveBytes -= rec[1].length + old.value.length + 32;
+      const it = { value: rec[2], expires: rec[3] > 0 ? rec[3] : Infinity };
+      this.items.set(rec[1], it);
+      this.liveBytes += rec[1].length + rec[2].length + 32;
+    } else {
+      this.drop(rec[1]);
+    }
+  }
+
+  private drop(key: string): void {
+    const old = this.items.get(key);
+    if (!old) return;
+    this.items.delete(key);
+    this.liveBytes -= key.length + old.value.length + 32;
+  }
+
+  private needsCompaction(): boolean {
+    const live = this.liveBytes + this.marks.size * MARK_BYTES;
+    return this.logBytes > this.compactMinBytes && this.logBytes > 2 * live;
+  }
+
+  /** Writes the live state to a new log and renames it over the old one. Runs only inside the flush loop. */
+  private async rewrite(): Promise<void> {
+    const tmp = this.logPath + '.compact';
+    const now = Date.now();
+    const lines: string[] = [];
+    for (const [k, it] of this.items) {
+      if (it.expires <= now) continue;
+      lines.push(encode(['s', k, it.value, it.expires === Infinity ? 0 : it.expires]));
+    }
+    for (const [hi, lo, expires] of this.marks.entries(now)) lines.push(encode(['m', hi, lo, expires]));
+    const fh = await fsp.open(tmp, 'w', 0o600);
+    let bytes = 0;
+    try {
+      for (let i = 0; i < lines.length; i += 2048) {
+        const chunk = lines.slice(i, i + 2048).join('');
+        bytes += Buffer.byteLength(chunk);
+        await fh.write(chunk);
+      }
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, this.logPath);
+    await this.syncDir();
+    if (this.fd >= 0) {
+      const old = this.fd;
+      this.fd = fs.openSync(this.logPath, 'a', 0o600);
+      fs.closeSync(old);
+    }
+    this.logBytes = bytes;
+  }
+
+  private async syncDir(): Promise<void> {
+    let dh: fsp.FileHandle | undefined;
+    try {
+      dh = await fsp.open(this.dir, 'r');
+      await dh.sync();
+    } catch {
+      /* some filesystems cannot sync a directory; the rename is still atomic */
+    } finally {
+      await dh?.close();
+    }
+  }
+
+  /** Appends a record; resolves when it is on disk. */
+  private log(rec: Rec): Promise<void> {
+    if (this.broken) return Promise.reject(this.broken);
+    this.buf.push(encode(rec));
+    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.flushing) this.flushing = this.flushLoop();
+    return p;
+  }
+
+  private async flushLoop(): Promise<void> {
+    // Let every change made in this turn of the event loop join the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while ((this.buf.length || this.compaction?.ready) && !this.broken) {
+      if (this.compaction?.ready) {
+        await this.finishCompaction();
+        continue;
+      }
+      const data = this.buf.join('');
+      const waiters = this.waiters;
+      this.buf = [];
+      this.waiters = [];
+      try {
+        const bytes = Buffer.from(data, 'utf8');
+        await writeAll(this.fd, bytes);
+        await new Promise<void>((resolve, reject) =>
+          fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())),
+        );
+        this.logBytes += bytes.length;
+        if (this.compaction) this.compaction.tail.push(data);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'error';
+        this.broken = new Error(
+          `the file store in ${this.dir} could not write to disk (${code}): free disk space or fix the ` +
+            `permissions, then redeploy or restart Node-RED`,
+        );
+        for (const w of [...waiters, ...this.waiters]) w.reject(this.broken);
+        this.waiters = [];
+        this.buf = [];
+        break;
+      }
+      if (!this.compaction && this.needsCompaction()) this.startCompaction();
+    }
+    this.flushing = null;
+  }
+
+  /** Starts writing the snapshot of a compaction in the background; the write loop finishes it. */
+  private startCompaction(): void {
+    const tmp = this.logPath + '.compact';
+    const c: NonNullable<FileStore['compaction']> = {
+      tail: [],
+      ready: false,
+      bytes: 0,
+      fh: null,
+      done: Promise.resolve(),
+    };
+    this.compaction = c;
+    c.done = (async () => {
+      try {
+        c.fh = await fsp.open(tmp, 'w', 0o600);
+        let lines: string[] = [];
+        let size = 0;
+        let now = Date.now();
+        // Written in slices of about 256 KiB: each slice is encoded without yielding, so a larger one would hold
+        // up the acknowledgements for as long (a 2,048-entry slice of queued jobs took 20–40 ms).
+        const slice = async (): Promise<void> => {
+          const chunk = Buffer.from(lines.join(''), 'utf8');
+          lines = [];
+          size = 0;
+          c.bytes += chunk.length;
+          await c.fh?.write(chunk); // the event loop runs meanwhile: writes go on, and into the tail
+          if (this.closed) throw new Error('closed');
+        };
+        // Entries changed meanwhile may be visited again at the end (a key deleted and set again moves there):
+        // stop after as many as there were. Every entry not visited by then was changed since, so it is in the tail.
+        let left = this.items.size;
+        for (const [k, it] of this.items) {
+          if (left-- <= 0) break;
+          if (it.expires <= now) continue;
+          const line = encode(['s', k, it.value, it.expires === Infinity ? 0 : it.expires]);
+          lines.push(line);
+          size += line.length;
+          if (size >= SLICE_CHARS) {
+            await slice();
+            now = Date.now();
+          }
+        }
+        // The marks: from a copy of their table taken now (changes made meanwhile are in the tail).
+        for (const [hi, lo, expires] of this.marks.entries(now)) {
+          const line = encode(['m', hi, lo, expires]);
+          lines.push(line);
+          size += line.length;
+          if (size >= SLICE_CHARS) await slice();
+        }
+        await slice();
+        await c.fh.datasync();
+        c.ready = true;
+        if (!this.flushing && !this.closed) this.flushing = this.flushLoop();
+      } catch (err) {
+        await c.fh?.close().catch(() => undefined);
+        await fsp.rm(tmp, { force: true }).catch(() => undefined);
+        if (this.compaction === c) this.compaction = null;
+        if (!this.closed)
+          this.warn(
+            `file store ${this.dir}: compaction failed (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+          );
+      }
+    })();
+  }
+
+  /** Appends the tail to the snapshot and puts it in place of the log. Runs only inside the write loop. */
+  private async finishCompaction(): Promise<void> {
+    const c = this.compaction;
+    if (!c || !c.fh) return;
+    const tmp = this.logPath + '.compact';
+    try {
+      const tail = Buffer.from(c.tail.join(''), 'utf8');
+      if (tail.length) await c.fh.write(tail);
+      await c.fh.datasync();
+      await c.fh.close();
+      c.fh = null;
+      await fsp.rename(tmp, this.logPath);
+      await this.syncDir();
+      const old = this.fd;
+      this.fd = fs.openSync(this.logPath, 'a', 0o600);
+      fs.closeSync(old);
+      this.logBytes = c.bytes + tail.length;
+      this.compactions++;
+    } catch (err) {
+      await c.fh?.close().catch(() => undefined);
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      this.warn(
+        `file store ${this.dir}: compaction failed (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    } finally {
+      this.compaction = null;
+    }
+  }
+
+  private live(key: string, now = Date.now()): Item | undefined {
+    const it = this.items.get(key);
+    if (!it) return undefined;
+    if (it.expires <= now) {
+      this.drop(key);
+      return undefined;
+    }
+    return it;
+  }
+
+  private maybeSweep(): void {
+    if (++this.sweeps < 4096) return;
+    this.sweeps = 0;
+    const now = Date.now();
+    for (const [k, it] of this.items) if (it.expires <= now) this.drop(k);
+    // Expired marks make room for new ones as they are met; a full pass once a minute returns the rest.
+    if (now - this.marksSweptAt >= 60_000) {
+      this.marksSweptAt = now;
+      this.marks.sweep(now);
+    }
+  }
+
+  /** Whether the key holds a live dedupe mark. */
+  private marked(key: string): boolean {
+    return this.marks.size > 0 && this.marks.has(key);
+  }
+
+  private check(): Error | null {
+    if (this.closed) return new Error(`the file store in ${this.dir} is closed`);
+    return this.broken;
+  }
+
+  private put(key: string, value: string, ttlMs?: number): Promise<void> {
+    const expires = ttlMs === undefined || ttlMs === Infinity ? Infinity : Date.now() + Math.max(0, ttlMs);
+    this.apply(['s', key, value, expires === Infinity ? 0 : expires]);
+    return this.log(['s', key, value, expires === Infinity ? 0 : expires]);
+  }
+
+  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+    const e = this.check();
+    if (e) throw e;
+    this.maybeSweep();
+    if (this.live(key) || this.marked(key)) return false;
+    await this.put(key, value, ttlMs);
+    return true;
+  }
+
+  get(key: string): Promise<string | undefined> {
+    const e = this.check();
+    if (e) return Promise.reject(e);
+    const it = this.live(key);
+    return Promise.resolve(it ? it.value : this.marked(key) ? MARK : undefined);
+  }
+
+  set(key: string, value: string, ttlMs?: number): Promise<void> {
+    const e = this.check();
+    if (e) return Promise.reject(e);
+    this.maybeSweep();
+    return this.put(key, value, ttlMs);
+  }
+
+  delete(key: string): Promise<void> {
+    const e = this.check();
+    if (e) return Promise.reject(e);
+    if (!this.items.has(key) && !this.marked(key)) return Promise.resolve();
+    this.apply(['d', key]);
+    return this.log(['d', key]);
+  }
+
+  async deleteIfEquals(key: string, expected: string): Promise<boolean> {
+    const e = this.check();
+    if (e) throw e;
+    const it = this.live(key);
+    const value = it ? it.value : this.marked(key) ? MARK : undefined;
+    if (value === undefined || value !== expected) return false;
+    this.apply(['d', key]);
+    await this.log(['d', key]);
+    return true;
+  }
+
+  async tryLock(key: string, ttlMs: number): Promise<(() => Promise<void>) | null> {
+    const token = `${process.pid}:${Math.random().toString(36).slice(2)}`;
+    if (!(await this.setIfAbsent(key, token, ttlMs))) return null;
+    return async () => {
+      if (this.closed) return;
+      await this.deleteIfEquals(key, token);
+    };
+  }
+
+  scan(prefix: string): Promise<[string, string][]> {
+    const e = this.check();
+    if (e) return Promise.reject(e);
+    const now = Date.now();
+    const out: [string, string][] = [];
+    for (const [k, it] of this.items) {
+      if (it.expires <= now)
+        this.drop(k); // expired: gone from memory now (the log forgets it when compacted)
+      else if (k.startsWith(prefix)) out.push([k, it.value]);
+    }
+    return Promise.resolve(out);
+  }
+
+  /** Background compactions completed since open (tests and health). */
+  compactions = 0;
+
+  /** Bytes in the log now (tests and health). */
+  get logSize(): number {
+    return this.logBytes;
+  }
+
+  /** Live keys, dedupe marks included (tests and health). */
+  get size(): number {
+    return this.items.size + this.marks.size;
+  }
+
+  /** Dedupe marks held (tests and health). */
+  get markCount(): number {
+    return this.marks.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.flushing) await this.flushing;
+    if (this.compaction) {
+      // Abandoned: the log stays as it is.
+      const c = this.compaction;
+      await c.done;
+      await c.fh?.close().catch(() => undefined);
+      await fsp.rm(this.logPath + '.compact', { force: true }).catch(() => undefined);
+      this.compaction = null;
+    }
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.fd >= 0) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.fd = -1;
+    }
+    this.items.clear();
+    this.marks.clear();
+    this.unlock();
+  }
+}
+
+async function writeAll(fd: number, data: Buffer): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const n = await new Promise<number>((resolve, reject) =>
+      fs.write(fd, data, off, data.length - off, null, (err, written) =>
+        err ? reject(err) : resolve(written),
+      ),
+    );
+    off += n;
+  }
+}

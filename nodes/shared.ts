@@ -1,0 +1,113 @@
+/** What the six node adapters share: claiming HTTP routes through the registry, and naming nodes in messages. */
+import { routeRegistry, type Claim, type RouteDef, type RouteRegistry } from '../lib/http/registry';
+import type { Node, NodeAPI, NodeMessage } from './types';
+
+export const PALETTE_CATEGORY = 'wechat cxone';
+
+/** A node's name for messages: its name, else its type and id. */
+export function nodeLabel(node: Pick<Node, 'type' | 'id' | 'name'>): string {
+  return node.name ? `${node.type} "${node.name}"` : `${node.type} ${node.id}`;
+}
+
+/** The runtime's route registry; null when Node-RED serves no HTTP endpoints (`httpNodeRoot: false`). */
+export function registryOf(RED: NodeAPI): RouteRegistry | null {
+  if (RED.settings.httpNodeRoot === false || !RED.httpNode) return null;
+  return routeRegistry(RED.httpNode, RED.httpAdmin, RED.settings);
+}
+
+export interface ClaimForNodeOptions {
+  /** i18n key prefix of the node's catalog, e.g. 'wechat-in'. */
+  ns: string;
+  /** Called when the claim becomes active (after a conflict clears, too). */
+  onActive?: (fullPath: string) => void;
+}
+
+/**
+ * Claims `basePath` for `node`. The node's status follows the claim: green "listening on …" while it serves the
+ * path, red with the holder's name while another node holds it. Returns null (status and error already set)
+ * when the path is invalid or Node-RED serves no endpoints.
+ */
+export function claimForNode(
+  RED: NodeAPI,
+  node: Node,
+  basePath: string,
+  routes: RouteDef[],
+  opts: ClaimForNodeOptions,
+): Claim | null {
+  const reg = registryOf(RED);
+  if (!reg) {
+    node.status({ fill: 'red', shape: 'ring', text: RED._(`${opts.ns}.status.no-http`) });
+    node.error(RED._(`${opts.ns}.errors.no-http`));
+    return null;
+  }
+  try {
+    return reg.claim({
+      owner: node.id,
+      label: nodeLabel(node),
+      basePath,
+      routes,
+      onState: (s) => {
+        if (s.active) {
+          node.status({
+            fill: 'green',
+            shape: 'dot',
+            text: RED._(`${opts.ns}.status.listening`, { path: s.fullPath }),
+          });
+          opts.onActive?.(s.fullPath);
+        } else {
+          node.status({
+            fill: 'red',
+            shape: 'ring',
+            text: RED._(`${opts.ns}.status.path-taken`, { path: s.fullPath }),
+          });
+          node.error(RED._(`${opts.ns}.errors.path-taken`, { path: s.fullPath, holder: s.heldBy ?? '?' }));
+        }
+      },
+      onError: (err) => node.error(RED._(`${opts.ns}.errors.handler`, { error: safeMessage(err) })),
+    });
+  } catch (err) {
+    node.status({ fill: 'red', shape: 'ring', text: RED._(`${opts.ns}.status.bad-path`) });
+    node.error(RED._(`${opts.ns}.errors.bad-path`, { error: safeMessage(err) }));
+    return null;
+  }
+}
+
+/** An error's message for logs, without a stack and bounded in length. Callers redact secrets themselves. */
+export function safeMessage(err: unknown): string {
+  const m = err instanceof Error ? err.message : String(err);
+  return m.length > 500 ? m.slice(0, 500) + '…' : m;
+}
+
+/**
+ * A JSON-safe copy of `msg` for an outbox job, without the payload's bytes: no req/res, no Buffers, no functions,
+ * no cycles. If it cannot be made, `_msgid` and `topic` with `fallback` (used by both `-out` nodes).
+ */
+export function plainCopy(msg: NodeMessage, fallback: Record<string, unknown> = {}): Record<string, unknown> {
+  // Fast pass (a replacer function makes JSON.stringify several times slower): nearly every msg has no req/res,
+  // no Buffer and no cycle. A Buffer shows as its toJSON form; a cycle throws; either takes the careful pass.
+  if (msg.req === undefined && msg.res === undefined) {
+    try {
+      const text = JSON.stringify(msg);
+      if (!text.includes('{"type":"Buffer","data":[')) return JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      /* a cycle or a BigInt: the careful pass below */
+    }
+  }
+  const seen = new WeakSet<object>();
+  try {
+    return JSON.parse(
+      JSON.stringify(msg, function (this: unknown, key: string, value: unknown) {
+        if (this === msg && (key === 'req' || key === 'res')) return undefined;
+        if (value && typeof value === 'object') {
+          const v = value as { type?: unknown; data?: unknown };
+          if (v.type === 'Buffer' && Array.isArray(v.data)) return undefined;
+          if (seen.has(value)) return undefined;
+          seen.add(value);
+        }
+        return typeof value === 'function' ? undefined : value;
+      }),
+    ) as Record<string, unknown>;
+  } catch {
+    return { _msgid: msg._msgid, topic: msg.topic, ...fallback };
+  }
+}

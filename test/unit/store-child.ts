@@ -1,0 +1,48 @@
+/**
+ * A child process for the file store's crash tests (not a test file itself). Opens a FileStore and writes,
+ * printing one line per acknowledged operation, until it is killed.
+ *
+ *   node store-child.js <dir> <mode> [count]
+ *   mode "write":   keys k0…k<count-1> set to "v<i>" (64 at a time); every 10th key, once acknowledged, is deleted
+ *                   again (prints "set <i>" and "del <i>" on acknowledgement)
+ *   mode "compact": overwrites 50 keys over and over with a tiny compaction threshold (prints "set <key> <n>")
+ *   mode "hold":    opens the store, prints "open", and waits
+ */
+import { FileStore } from '../../lib/store/file';
+
+async function main(): Promise<void> {
+  const [dir, mode, countArg] = process.argv.slice(2);
+  const count = Number(countArg ?? 100000);
+  const store = await FileStore.open(dir, { compactMinBytes: mode === 'compact' ? 20_000 : undefined });
+  process.stdout.write('open\n');
+  if (mode === 'hold') {
+    setInterval(() => undefined, 1000);
+    return;
+  }
+  if (mode === 'compact') {
+    for (let n = 0; ; n++) {
+      const key = `c${n % 50}`;
+      await store.set(key, `n${n}-${'x'.repeat(100)}`);
+      process.stdout.write(`set ${key} ${n}\n`);
+    }
+  }
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      await store.set(`k${i}`, `v${i}`);
+      process.stdout.write(`set ${i}\n`);
+      if (i % 10 === 0) {
+        await store.delete(`k${i}`);
+        process.stdout.write(`del ${i}\n`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, worker));
+  process.stdout.write('finished\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(String(err instanceof Error ? err.message : err) + '\n');
+  process.exit(1);
+});

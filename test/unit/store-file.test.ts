@@ -1,0 +1,334 @@
+/**
+ * The file backend: the shared store behaviour, then durability with real processes killed by SIGKILL, torn and
+ * damaged records, compaction, group commit and the one-process lock.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FileStore, StoreLockedError } from '../../lib/store/file';
+import { storeConformance } from './store-conformance';
+import { spawnChild, type Child } from './store-proc';
+
+const tmpDirs: string[] = [];
+function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'wxcx-fstore-'));
+  tmpDirs.push(d);
+  return d;
+}
+
+function child(dir: string, mode: string, count?: number): Child {
+  return spawnChild(path.join(__dirname, 'store-child.js'), [dir, mode, String(count ?? '')]);
+}
+
+describe('store: file', function () {
+  this.timeout(60_000);
+  const open: FileStore[] = [];
+  afterEach(async function () {
+    for (const s of open.splice(0)) await s.close();
+  });
+  after(function () {
+    for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  describe('shared behaviour', function () {
+    storeConformance(async () => {
+      const s = await FileStore.open(tmpDir());
+      open.push(s);
+      return { store: s, key: (k: string) => k };
+    });
+  });
+
+  it('keeps everything across close and reopen: values, deletes, expiry times', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir);
+    await a.set('k1', 'v1');
+    await a.set('k2', 'v2', 60_000);
+    await a.set('gone', 'x');
+    await a.delete('gone');
+    await a.set('short', 'x', 50);
+    assert.equal(await a.setIfAbsent('once', '1', Infinity), true);
+    await a.close();
+    await new Promise((r) => setTimeout(r, 80));
+    const b = await FileStore.open(dir);
+    open.push(b);
+    assert.equal(await b.get('k1'), 'v1');
+    assert.equal(await b.get('k2'), 'v2');
+    assert.equal(await b.get('gone'), undefined);
+    assert.equal(await b.get('short'), undefined);
+    assert.equal(await b.setIfAbsent('once', '2', Infinity), false);
+  });
+
+  it('SIGKILL mid-stream: every acknowledged write and delete is there after reopen, and the store is usable', async function () {
+    const dir = tmpDir();
+    const c = child(dir, 'write', 1_000_000);
+    await c.waitFor((l) => l.filter((x) => x.startsWith('set ')).length >= 3000);
+    c.proc.kill('SIGKILL');
+    const { signal } = await c.exited;
+    assert.equal(signal, 'SIGKILL');
+    const acked = c.lines.filter((l) => l.startsWith('set ')).map((l) => Number(l.slice(4)));
+    const deleted = new Set(c.lines.filter((l) => l.startsWith('del ')).map((l) => Number(l.slice(4))));
+    assert.ok(acked.length >= 3000);
+
+    const warnings: string[] = [];
+    const s = await FileStore.open(dir, { onWarning: (m) => warnings.push(m) });
+    open.push(s);
+    let missing = 0;
+    for (const i of acked) {
+      const v = await s.get(`k${i}`);
+      if (deleted.has(i)) assert.equal(v, undefined, `k${i} was deleted and acknowledged`);
+      else if (i % 10 === 0 && v === undefined)
+        continue; // its delete was under way: it may have landed
+      else if (v !== `v${i}`) missing++;
+    }
+    assert.equal(missing, 0, `${missing} acknowledged writes lost`);
+    // Usable: write, close, reopen.
+    await s.set('after', 'crash');
+    await s.close();
+    open.pop();
+    const again = await FileStore.open(dir);
+    open.push(again);
+    assert.equal(await again.get('after'), 'crash');
+    console.log(
+      `      acknowledged ${acked.length} writes and ${deleted.size} deletes before SIGKILL; warnings: ${warnings.length}`,
+    );
+  });
+
+  it('SIGKILL while compacting over and over: reopen finds the last acknowledged value of every key', async function () {
+    const dir = tmpDir();
+    const c = child(dir, 'compact');
+    await c.waitFor((l) => l.length >= 1500);
+    c.proc.kill('SIGKILL');
+    await c.exited;
+    const last = new Map<string, number>();
+    for (const l of c.lines) {
+      const m = /^set (c\d+) (\d+)$/.exec(l);
+      if (m) last.set(m[1], Number(m[2]));
+    }
+    const s = await FileStore.open(dir);
+    open.push(s);
+    for (const [k, n] of last) {
+      const v = await s.get(k);
+      assert.ok(v, `${k} missing`);
+      const got = Number(/^n(\d+)-/.exec(v)![1]);
+      // The write after the last acknowledged one may have reached the disk too; never an older one.
+      assert.ok(got === n || got === n + 50, `${k}: acknowledged n${n}, found n${got}`);
+    }
+    assert.ok(fs.statSync(path.join(dir, 'data.log')).size < 200_000, 'the log was compacted');
+    assert.equal(fs.existsSync(path.join(dir, 'data.log.compact')), false);
+  });
+
+  it('cuts off a torn last record and stays usable', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir);
+    await a.set('a', '1');
+    await a.set('b', '2');
+    await a.close();
+    fs.appendFileSync(path.join(dir, 'data.log'), '1234abcd["s","c","3"');
+    const warnings: string[] = [];
+    const b = await FileStore.open(dir, { onWarning: (m) => warnings.push(m) });
+    assert.equal(await b.get('a'), '1');
+    assert.equal(await b.get('b'), '2');
+    assert.equal(await b.get('c'), undefined);
+    assert.match(warnings.join(), /incomplete last record/);
+    await b.set('d', '4');
+    await b.close();
+    const c = await FileStore.open(dir);
+    open.push(c);
+    assert.equal(await c.get('d'), '4');
+    assert.equal(await c.get('b'), '2');
+  });
+
+  it('skips a damaged record in the middle with a warning and keeps the rest', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir);
+    for (let i = 0; i < 5; i++) await a.set(`k${i}`, `v${i}`);
+    await a.close();
+    const file = path.join(dir, 'data.log');
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    lines[2] = lines[2].replace('v2', 'XX');
+    fs.writeFileSync(file, lines.join('\n'));
+    const warnings: string[] = [];
+    const b = await FileStore.open(dir, { onWarning: (m) => warnings.push(m) });
+    open.push(b);
+    assert.match(warnings.join(), /skipped 1 damaged record/);
+    assert.equal(await b.get('k2'), undefined);
+    assert.equal(await b.get('k4'), 'v4');
+  });
+
+  it('writes compact records, JSON ones for line breaks and lone surrogates, and reads both (and the first version)', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir);
+    const json = JSON.stringify({ text: 'say "hi"', n: 1, nested: { q: '"' } });
+    const odd = {
+      'multi\nline': 'a\r\nb',
+      plain: json,
+      surrogate: 'x\ud800y',
+      'key:with:colons': 'v:1:2',
+      中文键: '值 👍🏽',
+      empty: '',
+    };
+    for (const [k, v] of Object.entries(odd)) await a.set(k, v, k === 'plain' ? 60_000 : undefined);
+    await a.set('gone', '1');
+    await a.delete('gone');
+    await a.close();
+    const lines = fs.readFileSync(path.join(dir, 'data.log'), 'utf8').trim().split('\n');
+    // The JSON value is written as it is (no escaped quotes), with its expiry and key length.
+    const plain = lines.find((l) => l.slice(8).startsWith('S') && l.includes(':5:plain'));
+    assert.ok(plain, lines.join('\n'));
+    assert.ok(plain.endsWith(':5:plain' + json), plain);
+    assert.ok(lines.some((l) => l.slice(8) === 'Dgone'));
+    assert.equal(
+      lines.filter((l) => l.slice(8).startsWith('[')).length,
+      2,
+      'line break and lone surrogate as JSON',
+    );
+    // A log of the first version (JSON records only) is still read.
+    const v1 = path.join(tmpDir(), 'data.log');
+    const { crc32 } = await import('node:zlib');
+    const rec = (r: unknown[]): string => {
+      const j = JSON.stringify(r);
+      return (crc32(j) >>> 0).toString(16).padStart(8, '0') + j + '\n';
+    };
+    fs.writeFileSync(v1, rec(['s', 'old', json, 0]) + rec(['s', 'x', '1', 0]) + rec(['d', 'x']));
+    const c = await FileStore.open(path.dirname(v1));
+    open.push(c);
+    assert.equal(await c.get('old'), json);
+    assert.equal(await c.get('x'), undefined);
+    const b = await FileStore.open(dir);
+    open.push(b);
+    for (const [k, v] of Object.entries(odd)) assert.equal(await b.get(k), v, k);
+    assert.equal(await b.get('gone'), undefined);
+  });
+
+  it('compacts: many overwrites leave a small log with the same content', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir, { compactMinBytes: 50_000 });
+    for (let i = 0; i < 3000; i++) await a.set(`k${i % 20}`, `value-${i}-${'y'.repeat(50)}`);
+    const size = a.logSize;
+    assert.ok(size < 60_000, `log is ${size} bytes`);
+    await a.close();
+    const b = await FileStore.open(dir);
+    open.push(b);
+    assert.equal(b.size, 20);
+    assert.match((await b.get('k19'))!, /^value-2999-/);
+  });
+
+  it('compacts in the background: writes and deletes made meanwhile all land, and the state after reopen is exact', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir, { compactMinBytes: 1_000_000 });
+    const want = new Map<string, string>();
+    const big = 'v'.repeat(400);
+    // A large live set (8 MB), then overwrites until the log is twice that: a compaction with a long snapshot.
+    for (let round = 0; a.compactions === 0 && round < 20; round++) {
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < 20_000; i++) {
+        const k = `k${i}`;
+        const v = `${round}-${i}-${big}`;
+        want.set(k, v);
+        writes.push(a.set(k, v));
+        if (i % 7 === 0 && round > 0) {
+          want.delete(`k${i + 1}`);
+          writes.push(a.delete(`k${i + 1}`));
+          i++;
+        }
+      }
+      await Promise.all(writes);
+    }
+    // More changes while one is running (a compaction starts as soon as the log is large enough).
+    const during: Promise<void>[] = [];
+    for (let i = 0; i < 2_000; i++) {
+      want.set(`late${i}`, `x${i}`);
+      during.push(a.set(`late${i}`, `x${i}`));
+      want.set(`k${i * 3}`, `changed${i}`);
+      during.push(a.set(`k${i * 3}`, `changed${i}`));
+    }
+    await Promise.all(during);
+    assert.ok(a.compactions >= 1, 'a compaction ran');
+    await a.close();
+    assert.equal(fs.existsSync(path.join(dir, 'data.log.compact')), false);
+    const b = await FileStore.open(dir);
+    open.push(b);
+    assert.equal(b.size, want.size);
+    for (const [k, v] of want) assert.equal(await b.get(k), v, k);
+  });
+
+  it('keeps its directory and log to the owner (0700 / 0600), also after compaction', async function () {
+    const dir = path.join(tmpDir(), 'store');
+    const a = await FileStore.open(dir, { compactMinBytes: 20_000 });
+    open.push(a);
+    for (let i = 0; i < 1000; i++) await a.set(`k${i % 5}`, `token-${i}-${'z'.repeat(40)}`);
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    const files = fs.readdirSync(dir);
+    assert.ok(files.length > 0);
+    for (const f of files) assert.equal(fs.statSync(path.join(dir, f)).mode & 0o077, 0, f);
+  });
+
+  it('group commit: 5,000 concurrent writes resolve only when durable, batched into far fewer syncs', async function () {
+    const dir = tmpDir();
+    const s = await FileStore.open(dir);
+    open.push(s);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fsMod = require('node:fs') as typeof fs;
+    const orig = fsMod.fdatasync;
+    let syncs = 0;
+    (fsMod as { fdatasync: unknown }).fdatasync = (
+      fd: number,
+      cb: (e: NodeJS.ErrnoException | null) => void,
+    ) => {
+      syncs++;
+      orig(fd, cb);
+    };
+    try {
+      const t0 = Date.now();
+      await Promise.all(Array.from({ length: 5000 }, (_, i) => s.set(`k${i}`, `v${i}`)));
+      const ms = Date.now() - t0;
+      assert.ok(syncs >= 1 && syncs < 100, `${syncs} syncs for 5000 writes`);
+      console.log(`      5000 writes: ${syncs} fdatasync calls, ${ms} ms`);
+    } finally {
+      (fsMod as { fdatasync: unknown }).fdatasync = orig;
+    }
+    const lines = fs.readFileSync(path.join(dir, 'data.log'), 'utf8').trim().split('\n');
+    assert.equal(lines.length, 5000);
+  });
+
+  it('refuses a second open of one directory in this process', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir);
+    open.push(a);
+    await assert.rejects(
+      FileStore.open(dir),
+      (err: Error) => err instanceof StoreLockedError && /already open/.test(err.message),
+    );
+  });
+
+  it('refuses a directory another live process holds, naming it; takes it over once that process is killed', async function () {
+    const dir = tmpDir();
+    const c = child(dir, 'hold');
+    await c.waitFor((l) => l.includes('open'));
+    await assert.rejects(FileStore.open(dir), (err: Error) => {
+      assert.ok(err instanceof StoreLockedError);
+      assert.match(err.message, new RegExp(`in use by process ${c.proc.pid}`));
+      assert.match(err.message, /Redis/);
+      return true;
+    });
+    c.proc.kill('SIGKILL');
+    await c.exited;
+    const s = await FileStore.open(dir);
+    open.push(s);
+    await s.set('mine', 'now');
+  });
+
+  it('says clearly when the directory cannot be used', async function () {
+    const dir = tmpDir();
+    const file = path.join(dir, 'not-a-dir');
+    fs.writeFileSync(file, 'x');
+    await assert.rejects(FileStore.open(path.join(file, 'sub')), /ENOTDIR|not a directory/i);
+  });
+
+  it('rejects use after close', async function () {
+    const s = await FileStore.open(tmpDir());
+    await s.close();
+    await assert.rejects(s.set('a', '1'), /closed/);
+  });
+});

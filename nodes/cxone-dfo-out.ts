@@ -20,7 +20,13 @@ import {
   type DfoJob,
 } from '../lib/cxone/dfo';
 import { outboundPolicyOf } from '../lib/http/outbound-guard';
-import { createOutbox, type AttemptOutcome, type OutboxJob, type OutboxResult } from '../lib/outbox';
+import {
+  createOutbox,
+  DEFAULT_POLICY,
+  type AttemptOutcome,
+  type OutboxJob,
+  type OutboxResult,
+} from '../lib/outbox';
 import type { CxoneConfigNode, CxoneOutDef } from './defs';
 import { plainCopy, safeMessage } from './shared';
 import { healthFor, journalDone } from './store';
@@ -96,6 +102,7 @@ export = function register(RED: NodeAPI): void {
       policy: {
         maxAttempts: Math.round(numberIn(def.maxAttempts, 8, 1, 100)),
         maxAgeMs: numberIn(def.maxAge, 1440, 1, 7 * 1440) * 60_000,
+        concurrency: Math.round(numberIn(def.concurrency, DEFAULT_POLICY.concurrency, 1, 1024)),
       },
     });
     const counters = { messages: 0, statuses: 0, typing: 0, failed: 0, skipped: 0, refused: 0 };

@@ -87,4 +87,6 @@ export interface CxoneOutDef extends NodeDef {
   /** Outbox policy, as on wechat-out: attempts before the dead letter (default 8), minutes (default 1440). */
   maxAttempts?: number | string;
   maxAge?: number | string;
+  /** Conversations delivered at once (default 256, 1–1024). */
+  concurrency?: number | string;
 }

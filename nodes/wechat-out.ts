@@ -10,7 +10,7 @@
  *   letter (`msg.delivery = {status:"failed", error:{code, message, retryable}, attempts}`), also raised with
  *   `this.error(message, msg)` for Catch nodes. Every other msg property (`msg.cxone` …) passes through.
  */
-import { createOutbox, type Outbox, type OutboxResult } from '../lib/outbox';
+import { createOutbox, DEFAULT_POLICY, type Outbox, type OutboxResult } from '../lib/outbox';
 import type { Attempt } from '../lib/outbox/types';
 import type { Delivery } from '../lib/conversation';
 import { createWechatAttempt } from '../lib/wechat/api/attempt';
@@ -33,6 +33,8 @@ interface WechatOutDefEx extends WechatOutDef {
   maxAttempts?: number | string;
   /** Minutes before an undelivered message is dead-lettered (default 1440). */
   maxAge?: number | string;
+  /** Conversations delivered at once (default 256, 1–1024). */
+  concurrency?: number | string;
 }
 
 /** A number property from the editor within [min, max], else `def`. */
@@ -77,6 +79,7 @@ export = function register(RED: NodeAPI): void {
       policy: {
         maxAttempts: Math.round(numberIn(def.maxAttempts, 8, 1, 100)),
         maxAgeMs: numberIn(def.maxAge, 1440, 1, 7 * 1440) * 60_000,
+        concurrency: Math.round(numberIn(def.concurrency, DEFAULT_POLICY.concurrency, 1, 1024)),
       },
     });
 

@@ -6,7 +6,7 @@ export const DEFAULT_POLICY: Required<OutboxPolicy> = {
   maxAgeMs: 24 * 60 * 60 * 1000,
   baseDelayMs: 1000,
   maxDelayMs: 5 * 60 * 1000,
-  concurrency: 64,
+  concurrency: 256,
   attemptTimeoutMs: 60 * 1000,
   dedupeMs: 24 * 60 * 60 * 1000,
   leaseMs: 30 * 1000,

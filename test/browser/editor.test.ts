@@ -99,6 +99,7 @@ const NODES: NodeCase[] = [
       { id: 'kfAccount', bad: 'not an account', good: 'agent1@gh_account' },
       { id: 'maxAttempts', bad: '0', good: '5' },
       { id: 'maxAge', bad: '0', good: '60' },
+      { id: 'concurrency', bad: '2000', good: '32' },
     ],
   },
   {
@@ -120,6 +121,7 @@ const NODES: NodeCase[] = [
       { id: 'allowedHosts', bad: 'files.example.org/path', good: '.example.com' },
       { id: 'maxAttempts', bad: '0', good: '5' },
       { id: 'maxAge', bad: '0', good: '60' },
+      { id: 'concurrency', bad: '2000', good: '32' },
     ],
   },
 ];

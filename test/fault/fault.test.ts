@@ -207,7 +207,7 @@ describe('fault injection (real processes; counts printed)', function () {
         `  (the kill came after ${atKill.pushes} of ${20 * perConv + convs} pushes and ${atKill.replies} of ${convs * 4} replies)`,
       );
       // A WeChat send in flight at the kill may be repeated (no idempotency key; ADR 0006): at most the outbox's
-      // concurrency (64) per kill. Likewise a delivery status between wechat-out and cxone-dfo-out's outbox.
+      // concurrency (256 by default) per kill. Likewise a delivery status between wechat-out and cxone-dfo-out's outbox.
       assertReport(r, {
         wechatDuplicates: DEFAULT_POLICY.concurrency,
         statusesMissing: DEFAULT_POLICY.concurrency,

@@ -174,6 +174,38 @@ describe('cxone-dfo-out in a Node-RED runtime, against the CXone simulator', fun
     });
   });
 
+  it('delivers `concurrency` conversations at once, no more; the default carries 256', async () => {
+    let c = await load({ concurrency: 3 });
+    // The token first, so that only deliveries are slowed.
+    rt!.getNode('co').receive({ payload: textMessage('par-warm') });
+    await until(() => c.ok.length === 1);
+    sim.dfo.slow(150);
+    for (let i = 0; i < 12; i++)
+      rt!
+        .getNode('co')
+        .receive({ payload: textMessage(`par-${i}`, `hello ${i}`, `${OPENID.slice(0, -3)}${i}`) });
+    await until(() => c.ok.length === 13, 20_000, '12 delivered');
+    assert.equal(sim.dfo.maxInFlight, 3, 'three conversations at once');
+    await rt!.close();
+
+    sim.dfo.slow(0);
+    sim.dfo.maxInFlight = 0;
+    c = await load();
+    rt!.getNode('co').receive({ payload: textMessage('par-warm2') });
+    await until(() => c.ok.length === 1);
+    sim.dfo.slow(400);
+    for (let i = 0; i < 300; i++)
+      rt!
+        .getNode('co')
+        .receive({ payload: textMessage(`pard-${i}`, `hi ${i}`, `oPar${String(i).padStart(24, '0')}`) });
+    await until(() => c.ok.length === 301, 20_000, '300 delivered');
+    assert.ok(
+      sim.dfo.maxInFlight > 64 && sim.dfo.maxInFlight <= 256,
+      `${sim.dfo.maxInFlight} at once (default 256)`,
+    );
+    assert.equal(c.failed.length, 0);
+  });
+
   it('closing the flow releases its connections to CXone', async () => {
     const c = await load();
     rt!.getNode('co').receive({ payload: textMessage('close-1') });

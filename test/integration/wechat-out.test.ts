@@ -154,6 +154,32 @@ describe('wechat-out in a Node-RED runtime, against the WeChat simulator', funct
     assert.equal(c.failed.length, 0);
   });
 
+  it('delivers `concurrency` conversations at once, no more; the default carries 256', async () => {
+    const users = Array.from(
+      { length: 300 },
+      (_, i) => `oyORnuP8q7ou2gfYjqLzSIW${String(i).padStart(5, '0')}`,
+    );
+    for (const u of users) sim.userWrote(u);
+    let c = await start({ concurrency: 4 });
+    sim.api.inject({ kind: 'delay', delayMs: 150, count: 20, path: '/cgi-bin/message/custom/send' });
+    for (let i = 0; i < 20; i++)
+      rt!.getNode('wo').receive({ payload: reply(`reply ${i}`, { conversationId: users[i] }) });
+    await until(() => c.ok.length === 20, 20_000, '20 delivered');
+    assert.equal(sim.api.maxDelayed, 4, 'four conversations at once');
+    await rt!.close();
+
+    sim.api.maxDelayed = 0;
+    c = await start();
+    sim.api.inject({ kind: 'delay', delayMs: 400, count: 300, path: '/cgi-bin/message/custom/send' });
+    for (const u of users) rt!.getNode('wo').receive({ payload: reply('hello', { conversationId: u }) });
+    await until(() => c.ok.length === 300, 20_000, '300 delivered');
+    assert.ok(
+      sim.api.maxDelayed > 64 && sim.api.maxDelayed <= 256,
+      `${sim.api.maxDelayed} at once (default 256)`,
+    );
+    assert.equal(c.failed.length, 0);
+  });
+
   it('45015 (no message in 48 hours): output 2, words an agent understands, retryable false, Catch-able, yellow status', async () => {
     const c = await start();
     const stranger = 'oStranger0000000000000000000';

@@ -37,9 +37,10 @@ export interface DfoHttp {
 }
 
 export function createDfoHttp(opts: DfoHttpOptions = {}): DfoHttp {
-  // As many sockets as the outbox attempts conversations at once (64), all kept when free: with fewer kept than
-  // used, every burst closed and reopened connections (TLS handshakes against CXone).
-  const maxSockets = opts.maxSockets ?? 64;
+  // As many sockets as an outbox may attempt conversations at once (its `concurrency`, at most 1024; the outbox is
+  // the limit, not the agent), all kept when free: with fewer kept than used, every burst closed and reopened
+  // connections (TLS handshakes against CXone). Idle ones close after the timeout.
+  const maxSockets = opts.maxSockets ?? 1024;
   const httpAgent = new http.Agent({
     keepAlive: true,
     maxSockets,

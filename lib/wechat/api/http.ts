@@ -258,8 +258,10 @@ export class WechatHttp {
     this.retryBaseMs = opts.retryBaseMs ?? 300;
     this.retryMaxMs = opts.retryMaxMs ?? 3_000;
     this.stickyMs = opts.stickyMs ?? 60_000;
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64 });
-    this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 64 });
+    // The outbox's `concurrency` (at most 1024) is the limit, not the agent; idle sockets close after 60 s.
+    const agentOpts = { keepAlive: true, maxSockets: 1024, maxFreeSockets: 1024, timeout: 60_000 };
+    this.httpAgent = new http.Agent(agentOpts);
+    this.httpsAgent = new https.Agent(agentOpts);
     const max = opts.maxContentLength ?? 16 * 1024 * 1024;
     this.maxContentLength = max;
     this.ax = axios.create({

@@ -208,6 +208,9 @@ export class CxoneDfoSim {
   private readonly revoked = new Set<string>();
   private downUntil = 0;
   private slowMs = 0;
+  private active = 0;
+  /** The most requests answered at once so far (with `slow()`, how many the client keeps in flight). */
+  maxInFlight = 0;
   private readonly injections: Injection[] = [];
   private readonly oneTimeTokens = new Map<string, { brandId: number; userId: number; exp: number }>();
 
@@ -488,7 +491,11 @@ export class CxoneDfoSim {
       this.send(res, new Answer(413, { errors: [{ message: 'Request entity too large' }] }));
       return;
     }
-    if (this.slowMs) await new Promise((r) => setTimeout(r, this.slowMs));
+    if (this.slowMs) {
+      this.maxInFlight = Math.max(this.maxInFlight, ++this.active);
+      await new Promise((r) => setTimeout(r, this.slowMs));
+      this.active--;
+    }
     if (Date.now() < this.downUntil) {
       req.socket.destroy();
       return;

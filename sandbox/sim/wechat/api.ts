@@ -220,6 +220,9 @@ export class WechatApiSim {
   private readonly media = new Map<string, MediaItem>();
   private readonly listeners = new Map<string, Listener>();
   private injections: (Injection & { remaining: number })[] = [];
+  private delayed = 0;
+  /** The most calls held by a 'delay' injection at once so far (how many the client keeps in flight). */
+  maxDelayed = 0;
   private offset = 0;
   private stable?: { t: string; exp: number; forcedAt: number };
   /** Classic tokens: the current one and the previous one (valid 5 more minutes). */
@@ -455,7 +458,11 @@ export class WechatApiSim {
         req.socket.destroy();
         return;
       }
-      if (inj.kind === 'delay') await new Promise((r) => setTimeout(r, inj.delayMs ?? 2000));
+      if (inj.kind === 'delay') {
+        this.maxDelayed = Math.max(this.maxDelayed, ++this.delayed);
+        await new Promise((r) => setTimeout(r, inj.delayMs ?? 2000));
+        this.delayed--;
+      }
       if (inj.kind === 'status') {
         rec.status = inj.status ?? 500;
         this.record(rec);

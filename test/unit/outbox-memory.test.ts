@@ -51,6 +51,64 @@ describe('outbox (memory)', function () {
     assert.equal(await c.enqueue({ id: '1', key: 'k', payload: 1 }), true);
   });
 
+  describe('attempts started per turn of the event loop', function () {
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const hang: Attempt<number> = () => new Promise(() => undefined);
+
+    it('a backlog is started 8 at a time, a turn apart, not in one burst', async function () {
+      const o = createOutbox<number>({
+        name: 'burst',
+        policy: { ...fast, concurrency: 100 },
+        stopTimeoutMs: 10,
+      });
+      for (let i = 0; i < 40; i++) await o.enqueue({ id: `b${i}`, key: `k${i}`, payload: i });
+      await turn(); // a backlog from earlier turns (a restart, a redeploy, answers coming back together)
+      let started = 0;
+      o.start(
+        (job) => {
+          started++;
+          return hang(job);
+        },
+        () => undefined,
+      );
+      assert.equal(started, 8, 'the first turn');
+      await turn();
+      assert.equal(started, 16, 'the next turn');
+      await until(() => started === 40);
+      await o.stop();
+    });
+
+    it('keeps pace with what comes in: one more start per job enqueued in the turn', async function () {
+      const o = createOutbox<number>({
+        name: 'pace',
+        policy: { ...fast, concurrency: 100 },
+        stopTimeoutMs: 10,
+      });
+      let started = 0;
+      o.start(
+        (job) => {
+          started++;
+          return hang(job);
+        },
+        () => undefined,
+      );
+      await turn();
+      // 50 jobs in one turn (a saturated poll phase): all 50 go out in it, not 8 of them.
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) => o.enqueue({ id: `p${i}`, key: `k${i}`, payload: i })),
+      );
+      assert.equal(started, 50);
+      // The concurrency still holds.
+      await Promise.all(
+        Array.from({ length: 80 }, (_, i) => o.enqueue({ id: `q${i}`, key: `j${i}`, payload: i })),
+      );
+      await turn();
+      await turn();
+      assert.equal(started, 100);
+      await o.stop();
+    });
+  });
+
   it('a late stop() of a replaced handle does not stop the new one', async function () {
     const store = new MemoryStore();
     const a = createOutbox({ name: 'q', store, policy: fast });

@@ -62,6 +62,7 @@ interface Options {
   farDelayMs: number;
   token: boolean;
   cpuProf: boolean;
+  render: boolean;
   out: string;
 }
 
@@ -84,6 +85,8 @@ const HELP = `npm run bench -- [options]
   --no-token              skip the token test
   --cpu-prof              write CPU profiles of the pack contenders to bench/results/prof/
   --out DIR               where latest.json and latest.md go (default bench/results)
+  --render                run nothing: rewrite latest.md/json's targets from latest.json and the last soak.json
+                          (after a soak run that came after the throughput run)
 `;
 
 function parseArgs(argv: string[]): Options {
@@ -123,6 +126,7 @@ function parseArgs(argv: string[]): Options {
     farDelayMs: num('--far-delay', 300),
     token: !has('--no-token'),
     cpuProf: has('--cpu-prof'),
+    render: has('--render'),
     out: path.resolve(val('--out') ?? path.join(repoRoot(), 'bench', 'results')),
   };
 }
@@ -1020,8 +1024,32 @@ function markdown(
 
 // ---- main ---------------------------------------------------------------------------------------------------------
 
+/** `--render`: the targets and the table of latest.json again, with the RSS target from the last soak.json. */
+function render(o: Options): void {
+  const latest = JSON.parse(fs.readFileSync(path.join(o.out, 'latest.json'), 'utf8')) as {
+    env: Record<string, unknown>;
+    results: ScenarioResult[];
+    token?: TokenResult;
+  };
+  const soakR = (JSON.parse(fs.readFileSync(path.join(o.out, 'soak.json'), 'utf8')) as { soak?: SoakResult })
+    .soak;
+  const runOpts = latest.env.options as Options;
+  const targets = targetsOf(latest.results, latest.token, soakR);
+  const md = markdown(runOpts, latest.env, latest.results, latest.token, soakR, targets);
+  fs.writeFileSync(
+    path.join(o.out, 'latest.json'),
+    JSON.stringify({ ...latest, soak: soakR, targets }, null, 2) + '\n',
+  );
+  fs.writeFileSync(path.join(o.out, 'latest.md'), md);
+  console.log(md);
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  if (o.render) {
+    render(o);
+    return;
+  }
   const nodeRedPkg = process.env.WXCX_NODE_RED || 'node-red';
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const nodeRedVersion = (require(`${nodeRedPkg}/package.json`) as { version: string }).version;

@@ -261,8 +261,17 @@ describe('the sandbox page in Chromium', function () {
         }, nodeName);
         await editor.locator(`#red-ui-workspace-chart g.red-ui-flow-node[id="${id}"]`).dblclick();
         await editor.locator('#node-dialog-ok').waitFor({ state: 'visible' });
-        await editor.locator(`#node-input-btn-${prop}-edit, #node-input-lookup-${prop}`).first().click();
-        await editor.locator('#node-config-dialog-ok').waitFor({ state: 'visible' });
+        // The tray may still be sliding in when its OK button shows: a click then can miss the edit button (seen once
+        // on Node-RED 5 in CI), so click again until the config dialog is there.
+        for (let i = 0; ; i++) {
+          await editor.locator(`#node-input-btn-${prop}-edit, #node-input-lookup-${prop}`).first().click();
+          try {
+            await editor.locator('#node-config-dialog-ok').waitFor({ state: 'visible', timeout: 5000 });
+            break;
+          } catch (err) {
+            if (i >= 2) throw err;
+          }
+        }
         await editor.waitForTimeout(300);
       };
       const close = async (): Promise<void> => {

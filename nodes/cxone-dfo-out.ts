@@ -20,15 +20,9 @@ import {
   type DfoJob,
 } from '../lib/cxone/dfo';
 import { outboundPolicyOf } from '../lib/http/outbound-guard';
-import {
-  createOutbox,
-  DEFAULT_POLICY,
-  type AttemptOutcome,
-  type OutboxJob,
-  type OutboxResult,
-} from '../lib/outbox';
+import { createOutbox, type AttemptOutcome, type OutboxJob, type OutboxResult } from '../lib/outbox';
 import type { CxoneConfigNode, CxoneOutDef } from './defs';
-import { plainCopy, safeMessage } from './shared';
+import { outboxPolicyOf, plainCopy, safeMessage } from './shared';
 import { healthFor, journalDone } from './store';
 import type { DoneFn, Node, NodeAPI, NodeMessage, NodeStatus, SendFn } from './types';
 
@@ -37,11 +31,6 @@ const STATUS_INTERVAL_MS = 500;
 
 /** What the outbox keeps per job: the call, and a plain copy of the input msg for the output after a restart. */
 type OutJob = DfoJob & { msg?: Record<string, unknown> };
-
-function numberIn(v: unknown, def: number, min: number, max: number): number {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : def;
-}
 
 interface Pending {
   msg: NodeMessage;
@@ -99,11 +88,7 @@ export = function register(RED: NodeAPI): void {
     const outbox = createOutbox<OutJob>({
       name: `${integration.auth.keyPrefix}:out:${node.id}`,
       store: config.store,
-      policy: {
-        maxAttempts: Math.round(numberIn(def.maxAttempts, 8, 1, 100)),
-        maxAgeMs: numberIn(def.maxAge, 1440, 1, 7 * 1440) * 60_000,
-        concurrency: Math.round(numberIn(def.concurrency, DEFAULT_POLICY.concurrency, 1, 1024)),
-      },
+      policy: outboxPolicyOf(def),
     });
     const counters = { messages: 0, statuses: 0, typing: 0, failed: 0, skipped: 0, refused: 0 };
     const health = healthFor(RED, node, () => {

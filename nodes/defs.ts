@@ -71,7 +71,17 @@ export interface CxoneInDef extends NodeDef {
   path?: string;
 }
 
-export interface CxoneOutDef extends NodeDef {
+/** The outbox properties of both `-out` nodes (same names, same ranges). */
+export interface OutboxPolicyDef {
+  /** Attempts before a message is dead-lettered (default 8, 1–100). */
+  maxAttempts?: number | string;
+  /** Minutes before an undelivered message is dead-lettered (default 1440, at most 7 days). */
+  maxAge?: number | string;
+  /** Conversations delivered at once (default 256, 1–1024). */
+  concurrency?: number | string;
+}
+
+export interface CxoneOutDef extends NodeDef, OutboxPolicyDef {
   cxone?: string;
   channelId?: string;
   /** 'upload' (default): media go through /attachments/temporary; 'link': public URLs are passed as they are. */
@@ -84,9 +94,4 @@ export interface CxoneOutDef extends NodeDef {
   allowPrivateNetwork?: boolean;
   /** Hosts attachment URLs may be fetched from (comma/space separated, ".example.com" for a domain); empty: any public host. */
   allowedHosts?: string;
-  /** Outbox policy, as on wechat-out: attempts before the dead letter (default 8), minutes (default 1440). */
-  maxAttempts?: number | string;
-  maxAge?: number | string;
-  /** Conversations delivered at once (default 256, 1–1024). */
-  concurrency?: number | string;
 }

@@ -1,5 +1,7 @@
 /** What the six node adapters share: claiming HTTP routes through the registry, and naming nodes in messages. */
 import { routeRegistry, type Claim, type RouteDef, type RouteRegistry } from '../lib/http/registry';
+import { DEFAULT_POLICY, type OutboxPolicy } from '../lib/outbox';
+import type { OutboxPolicyDef } from './defs';
 import type { Node, NodeAPI, NodeMessage } from './types';
 
 export const PALETTE_CATEGORY = 'wechat cxone';
@@ -110,4 +112,19 @@ export function plainCopy(msg: NodeMessage, fallback: Record<string, unknown> = 
   } catch {
     return { _msgid: msg._msgid, topic: msg.topic, ...fallback };
   }
+}
+
+/** A number property from the editor within [min, max], else `def`. */
+export function numberIn(v: unknown, def: number, min: number, max: number): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : def;
+}
+
+/** The outbox policy an `-out` node's properties ask for, out-of-range values clamped. */
+export function outboxPolicyOf(def: OutboxPolicyDef): Partial<OutboxPolicy> {
+  return {
+    maxAttempts: Math.round(numberIn(def.maxAttempts, DEFAULT_POLICY.maxAttempts, 1, 100)),
+    maxAgeMs: numberIn(def.maxAge, 1440, 1, 7 * 1440) * 60_000,
+    concurrency: Math.round(numberIn(def.concurrency, DEFAULT_POLICY.concurrency, 1, 1024)),
+  };
 }

@@ -31,7 +31,7 @@ import {
 } from '../lib/wechat/inbound/receiver';
 import { DEFAULT_WECHAT_PATH, type WechatConfigNode, type WechatInDef } from './defs';
 import { logsAt } from './logging';
-import { claimForNode, safeMessage } from './shared';
+import { claimForNode, numberIn, safeMessage } from './shared';
 import { healthFor, runtimeOf, replayJournal } from './store';
 import type { Node, NodeAPI, NodeMessage } from './types';
 import { openPassiveWindow } from './wechat-passive';
@@ -70,12 +70,6 @@ function originOf(url: string | undefined): string | undefined {
 interface JournaledPush {
   payload: AcceptedPush['payload'];
   wechat: Record<string, unknown>;
-}
-
-function numberIn(v: unknown, def: number, min: number, max: number): number {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  if (!Number.isFinite(n)) return def;
-  return Math.min(max, Math.max(min, n));
 }
 
 /**

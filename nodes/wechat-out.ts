@@ -10,37 +10,25 @@
  *   letter (`msg.delivery = {status:"failed", error:{code, message, retryable}, attempts}`), also raised with
  *   `this.error(message, msg)` for Catch nodes. Every other msg property (`msg.cxone` …) passes through.
  */
-import { createOutbox, DEFAULT_POLICY, type Outbox, type OutboxResult } from '../lib/outbox';
+import { createOutbox, type Outbox, type OutboxResult } from '../lib/outbox';
 import type { Attempt } from '../lib/outbox/types';
 import type { Delivery } from '../lib/conversation';
 import { createWechatAttempt } from '../lib/wechat/api/attempt';
 import type { Lang } from '../lib/wechat/api/errors';
 import { planSend, type WechatSendPlan } from '../lib/wechat/api/messages';
-import type { WechatOutDef } from './defs';
+import type { OutboxPolicyDef, WechatOutDef } from './defs';
 import type { WechatConfigNode } from './defs';
 import { healthFor, journalDone } from './store';
-import { plainCopy } from './shared';
+import { outboxPolicyOf, plainCopy } from './shared';
 import { passiveReply } from './wechat-passive';
 import type { DoneFn, Node, NodeAPI, NodeMessage, NodeStatus, SendFn } from './types';
 
 /** wechat-out's properties beyond docs/contract.md's first list (added, see the contract). */
-interface WechatOutDefEx extends WechatOutDef {
+interface WechatOutDefEx extends WechatOutDef, OutboxPolicyDef {
   /** Send as this customer-service account (`account@wechat_id`); empty: none. */
   kfAccount?: string;
   /** Send files WeChat cannot carry (PDF, …) as a text with their link (default true). */
   linkFallback?: boolean;
-  /** Attempts before a message is dead-lettered (default 8). */
-  maxAttempts?: number | string;
-  /** Minutes before an undelivered message is dead-lettered (default 1440). */
-  maxAge?: number | string;
-  /** Conversations delivered at once (default 256, 1–1024). */
-  concurrency?: number | string;
-}
-
-/** A number property from the editor within [min, max], else `def`. */
-function numberIn(v: unknown, def: number, min: number, max: number): number {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-  return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : def;
 }
 
 /** What the outbox keeps per input msg. */
@@ -76,11 +64,7 @@ export = function register(RED: NodeAPI): void {
     const outbox: Outbox<JobPayload> = createOutbox<JobPayload>({
       name: `wxcx:wechat:${config.appId}:out:${this.id}`,
       store: config.store,
-      policy: {
-        maxAttempts: Math.round(numberIn(def.maxAttempts, 8, 1, 100)),
-        maxAgeMs: numberIn(def.maxAge, 1440, 1, 7 * 1440) * 60_000,
-        concurrency: Math.round(numberIn(def.concurrency, DEFAULT_POLICY.concurrency, 1, 1024)),
-      },
+      policy: outboxPolicyOf(def),
     });
 
     const counters = { delivered: 0, passive: 0, failed: 0, refused: 0, typingRefused: 0 };

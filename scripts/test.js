@@ -10,6 +10,7 @@
  *   --nr5-only       only the second pass
  *   --no-lint        skip eslint and prettier
  *   --no-build       use the existing dist/
+ *   --no-prereqs     do not look for Chromium and Redis (scripts/test-prereqs.sh installs them as root)
  *   --grep <re>      only tests whose title matches
  *   <files…>         only these compiled test files (paths under dist/test)
  */
@@ -40,6 +41,9 @@ function run(cmd, cmdArgs, opts = {}) {
 const bin = (p) => path.join(root, 'node_modules', p);
 const timings = [];
 
+// Chromium for the editor tests, Redis for the shared-store tests: installed on a fresh Debian machine (as root).
+if (!has('--no-prereqs') && process.platform === 'linux')
+  timings.push(['prerequisites', run('bash', [path.join(root, 'scripts', 'test-prereqs.sh')])]);
 if (!has('--no-build'))
   timings.push(['build', run(process.execPath, [path.join(root, 'scripts', 'build.js')])]);
 if (!has('--no-lint')) {

@@ -5,7 +5,9 @@
  *   node store-child.js <dir> <mode> [count]
  *   mode "write":   keys k0…k<count-1> set to "v<i>" (64 at a time); every 10th key, once acknowledged, is deleted
  *                   again (prints "set <i>" and "del <i>" on acknowledgement)
- *   mode "compact": overwrites 50 keys over and over with a tiny compaction threshold (prints "set <key> <n>")
+ *   mode "compact": overwrites 50 keys over and over with a tiny compaction threshold (prints "set <key> <n>", and
+ *                   "phase <snapshot|both|none>" when the compaction's phase after a write differs from the last)
+ *   mode "compact-slow": the same, each compaction waiting 100 ms before its rename (writes go to both files then)
  *   mode "hold":    opens the store, prints "open", and waits
  */
 import { FileStore } from '../../lib/store/file';
@@ -13,17 +15,24 @@ import { FileStore } from '../../lib/store/file';
 async function main(): Promise<void> {
   const [dir, mode, countArg] = process.argv.slice(2);
   const count = Number(countArg ?? 100000);
-  const store = await FileStore.open(dir, { compactMinBytes: mode === 'compact' ? 20_000 : undefined });
+  const compact = mode === 'compact' || mode === 'compact-slow';
+  const store = await FileStore.open(dir, {
+    compactMinBytes: compact ? 20_000 : undefined,
+    renameDelayMs: mode === 'compact-slow' ? 100 : undefined,
+  });
   process.stdout.write('open\n');
   if (mode === 'hold') {
     setInterval(() => undefined, 1000);
     return;
   }
-  if (mode === 'compact') {
+  if (compact) {
+    let phase = 'none';
     for (let n = 0; ; n++) {
       const key = `c${n % 50}`;
       await store.set(key, `n${n}-${'x'.repeat(100)}`);
       process.stdout.write(`set ${key} ${n}\n`);
+      const now = store.compactionPhase ?? 'none';
+      if (now !== phase) process.stdout.write(`phase ${(phase = now)}\n`);
     }
   }
   let next = 0;

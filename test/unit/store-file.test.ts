@@ -94,14 +94,10 @@ describe('store: file', function () {
     );
   });
 
-  it('SIGKILL while compacting over and over: reopen finds the last acknowledged value of every key', async function () {
-    const dir = tmpDir();
-    const c = child(dir, 'compact');
-    await c.waitFor((l) => l.length >= 1500);
-    c.proc.kill('SIGKILL');
-    await c.exited;
+  /** Every key's last acknowledged value (or the one after it) is found after reopening `dir`. */
+  async function assertLastAcknowledged(dir: string, lines: string[]): Promise<void> {
     const last = new Map<string, number>();
-    for (const l of c.lines) {
+    for (const l of lines) {
       const m = /^set (c\d+) (\d+)$/.exec(l);
       if (m) last.set(m[1], Number(m[2]));
     }
@@ -114,8 +110,45 @@ describe('store: file', function () {
       // The write after the last acknowledged one may have reached the disk too; never an older one.
       assert.ok(got === n || got === n + 50, `${k}: acknowledged n${n}, found n${got}`);
     }
-    assert.ok(fs.statSync(path.join(dir, 'data.log')).size < 200_000, 'the log was compacted');
     assert.equal(fs.existsSync(path.join(dir, 'data.log.compact')), false);
+  }
+
+  it('SIGKILL while compacting over and over: reopen finds the last acknowledged value of every key', async function () {
+    const dir = tmpDir();
+    const c = child(dir, 'compact');
+    await c.waitFor((l) => l.length >= 1500);
+    c.proc.kill('SIGKILL');
+    await c.exited;
+    await assertLastAcknowledged(dir, c.lines);
+    assert.ok(fs.statSync(path.join(dir, 'data.log')).size < 200_000, 'the log was compacted');
+  });
+
+  it('SIGKILL while writes go to both files (before, during and after the rename): nothing acknowledged is lost', async function () {
+    // The child reports the phase after each write; killed the n-th time it saw "both" and some writes later,
+    // each run stops somewhere in the window between the take-over and the switch. "compact-slow" holds the rename
+    // back for 100 ms (a kill before it: the old log is read), "compact" does not (mostly after it: the new one).
+    for (const [mode, nth, after] of [
+      ['compact-slow', 1, 0],
+      ['compact-slow', 2, 3],
+      ['compact-slow', 1, 20],
+      ['compact', 1, 0],
+      ['compact', 2, 1],
+      ['compact', 3, 4],
+    ] as const) {
+      const dir = tmpDir();
+      const c = child(dir, mode);
+      let seen = 0;
+      let at = -1;
+      await c.waitFor((l) => {
+        for (let i = at + 1; i < l.length; i++) if (l[i] === 'phase both' && ++seen === nth) at = i;
+        return at >= 0 && l.length > at + after;
+      });
+      c.proc.kill('SIGKILL');
+      await c.exited;
+      assert.ok(c.lines.includes('phase both'), 'the kill came while writing to both files');
+      await assertLastAcknowledged(dir, c.lines);
+      for (const s of open.splice(0)) await s.close();
+    }
   });
 
   it('cuts off a torn last record and stays usable', async function () {

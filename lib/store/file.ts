@@ -11,7 +11,7 @@
  *   logged as an idempotent set or delete.
  * - Recovery: the log is replayed at open. A torn last record (the process died while writing it) is cut off;
  *   a damaged record in the middle is skipped with a warning and the log is rewritten at once.
- * - Compaction: when the log is both larger than 4 MiB and twice the live data, the live state is written to
+ * - Compaction: when the log is both larger than 32 MiB and twice the live data, the live state is written to
  *   `data.log.compact` in the background, in chunks, while writes go on to `data.log` as before (each batch also
  *   kept as the compaction's tail, which the background work appends after the snapshot). Then one batch of the
  *   write loop adds the rest of the tail and syncs both files; from then on every batch is written and synced to
@@ -35,7 +35,7 @@ import type { Store } from './types';
 
 const LOG = 'data.log';
 const LOCK = 'lock';
-const COMPACT_MIN_BYTES = 4 * 1024 * 1024;
+const COMPACT_MIN_BYTES = 32 * 1024 * 1024; // replayed at open in about 0.25 s
 const HEARTBEAT_MS = 10_000;
 const STALE_LOCK_MS = 60_000;
 
@@ -80,7 +80,7 @@ interface Compaction {
 }
 
 export interface FileStoreOptions {
-  /** Compact when the log exceeds this many bytes (and twice the live data). Default 4 MiB. */
+  /** Compact when the log exceeds this many bytes (and twice the live data). Default 32 MiB. */
   compactMinBytes?: number;
   /** Called with what recovery found (torn records cut off, damaged records skipped). */
   onWarning?: (message: string) => void;

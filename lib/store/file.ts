@@ -51,8 +51,10 @@ type Rec = ['s', string, string, number] | ['d', string] | ['m', number, number,
 const MARK = '-';
 /** What a mark adds to the live data (the size of its record), for the compaction threshold. */
 const MARK_BYTES = 40;
-/** Characters of records a background compaction encodes between two yields to the event loop. */
-const SLICE_CHARS = 32 * 1024;
+/** A background compaction encodes records for at most this long before it lets the event loop run, ms. */
+const SLICE_MS = 1;
+/** ... and writes them to its new file in chunks of about this many characters. */
+const CHUNK_CHARS = 256 * 1024;
 /** A compaction's background work stops catching up with the tail once less than this is left. */
 const TAKEOVER_CHARS = 64 * 1024;
 
@@ -568,13 +570,25 @@ export class FileStore implements Store {
           await writeAll(c.fd, chunk); // the event loop runs meanwhile: writes go on, and into the tail
           if (this.closed) throw new Error('closed');
         };
-        // Written in slices of about 32 KiB: each slice is encoded without yielding, so a larger one holds up the
-        // acknowledgements for as long (slices of 256 KiB put the p99 at 500 msg/s from 13 ms to 37 ms).
-        const slice = async (): Promise<void> => {
+        // Encoded for at most SLICE_MS at a time, then the event loop runs: encoding 256 KiB of records without a
+        // break put the p99 of the acknowledgements at 500 msg/s from 13 ms to 37 ms. Written in larger chunks,
+        // so that the snapshot does not take one round trip to the thread pool per slice.
+        const write = async (): Promise<void> => {
           const text = lines.join('');
           lines = [];
           size = 0;
           await put(text);
+        };
+        let sliceStart = performance.now();
+        let count = 0;
+        const due = (): boolean =>
+          size >= CHUNK_CHARS || ((++count & 31) === 0 && performance.now() - sliceStart >= SLICE_MS);
+        const pause = async (): Promise<void> => {
+          if (size >= CHUNK_CHARS) await write();
+          else await new Promise<void>((r) => setImmediate(r));
+          if (this.closed) throw new Error('closed');
+          sliceStart = performance.now();
+          now = Date.now();
         };
         // Entries changed meanwhile may be visited again at the end (a key deleted and set again moves there):
         // stop after as many as there were. Every entry not visited by then was changed since, so it is in the tail.
@@ -585,19 +599,16 @@ export class FileStore implements Store {
           const line = encode(['s', k, it.value, it.expires === Infinity ? 0 : it.expires]);
           lines.push(line);
           size += line.length;
-          if (size >= SLICE_CHARS) {
-            await slice();
-            now = Date.now();
-          }
+          if (due()) await pause();
         }
         // The marks: from a copy of their table taken now (changes made meanwhile are in the tail).
         for (const [hi, lo, expires] of this.marks.entries(now)) {
           const line = encode(['m', hi, lo, expires]);
           lines.push(line);
           size += line.length;
-          if (size >= SLICE_CHARS) await slice();
+          if (due()) await pause();
         }
-        await slice();
+        await write();
         // Catch up with the tail (in order: the loop only appends to it), sync, and catch up once more, so that
         // the batch that takes over has little to add.
         const catchUp = async (): Promise<void> => {

@@ -286,6 +286,39 @@ describe('store: file', function () {
     for (const [k, v] of want) assert.equal(await b.get(k), v, k);
   });
 
+  it('gives up a compaction whose rename fails: writes go on to the old log, which keeps everything', async function () {
+    const dir = tmpDir();
+    const warnings: string[] = [];
+    const a = await FileStore.open(dir, {
+      compactMinBytes: 20_000,
+      renameDelayMs: 300,
+      onWarning: (m) => warnings.push(m),
+    });
+    const want = new Map<string, string>();
+    const put = async (k: string, v: string): Promise<void> => {
+      await a.set(k, v);
+      want.set(k, v);
+    };
+    for (let n = 0; a.compactionPhase !== 'both'; n++) {
+      assert.ok(n < 5_000, 'a compaction reached the phase where writes go to both files');
+      await put(`k${n % 40}`, `n${n}-${'x'.repeat(200)}`);
+    }
+    // The new file disappears before its rename: the rename fails, and the writes meanwhile must not be lost.
+    fs.rmSync(path.join(dir, 'data.log.compact'));
+    for (let n = 0; n < 40; n++) await put(`late${n}`, `v${n}`);
+    await new Promise((r) => setTimeout(r, 400));
+    for (let n = 40; n < 80; n++) await put(`late${n}`, `v${n}`);
+    assert.ok(
+      warnings.some((w) => /compaction failed \(ENOENT\)/.test(w)),
+      `warned: ${warnings.join(' | ')}`,
+    );
+    await a.close();
+    const b = await FileStore.open(dir);
+    open.push(b);
+    for (const [k, v] of want) assert.equal(await b.get(k), v, k);
+    assert.equal(fs.existsSync(path.join(dir, 'data.log.compact')), false);
+  });
+
   it('keeps its directory and log to the owner (0700 / 0600), also after compaction', async function () {
     const dir = path.join(tmpDir(), 'store');
     const a = await FileStore.open(dir, { compactMinBytes: 20_000 });

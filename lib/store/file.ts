@@ -620,18 +620,13 @@ export class FileStore implements Store {
           }
         };
         await catchUp();
-        await new Promise<void>((resolve, reject) =>
-          fs.fdatasync(c.fd, (err) => (err ? reject(err) : resolve())),
-        );
+        await datasync(c.fd);
         if (this.closed) throw new Error('closed');
         await catchUp();
         c.ready = true;
         if (!this.flushing) this.flushing = this.flushLoop();
       } catch (err) {
-        if (c.fd >= 0) fs.close(c.fd, () => undefined);
-        c.fd = -1;
-        await fsp.rm(tmp, { force: true }).catch(() => undefined);
-        if (this.compaction === c) this.compaction = null;
+        await this.discardCompaction(c);
         if (!this.closed)
           this.warn(
             `file store ${this.dir}: compaction failed (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
@@ -667,11 +662,16 @@ export class FileStore implements Store {
 
   /** Between two batches: gives up a compaction whose new file could not be written or renamed. */
   private abandonCompaction(c: Compaction): void {
-    this.compaction = null;
-    if (c.fd >= 0) fs.close(c.fd, () => undefined);
-    c.fd = -1;
-    fs.rm(this.logPath + '.compact', { force: true }, () => undefined);
+    void this.discardCompaction(c);
     this.warn(`file store ${this.dir}: compaction failed (${c.failed?.code ?? 'error'})`);
+  }
+
+  /** Forgets a compaction and removes its new file: the log stays as it is. */
+  private async discardCompaction(c: Compaction): Promise<void> {
+    if (this.compaction === c) this.compaction = null;
+    if (c.fd >= 0) fs.closeSync(c.fd);
+    c.fd = -1;
+    await fsp.rm(this.logPath + '.compact', { force: true }).catch(() => undefined);
   }
 
   private live(key: string, now = Date.now()): Item | undefined {
@@ -815,10 +815,7 @@ export class FileStore implements Store {
         // Renamed: the new file is the log.
         this.switchToCompacted(c);
       } else if (this.compaction === c) {
-        // Abandoned: the log stays as it is.
-        this.compaction = null;
-        if (c.fd >= 0) fs.closeSync(c.fd);
-        await fsp.rm(this.logPath + '.compact', { force: true }).catch(() => undefined);
+        await this.discardCompaction(c);
       }
     }
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -836,9 +833,13 @@ export class FileStore implements Store {
   }
 }
 
+function datasync(fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
 async function writeAndSync(fd: number, data: Buffer): Promise<void> {
   if (data.length) await writeAll(fd, data);
-  await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  await datasync(fd);
 }
 
 async function writeAll(fd: number, data: Buffer): Promise<void> {

@@ -211,6 +211,8 @@ export class FileStore implements Store {
   private closed = false;
   private heartbeat: NodeJS.Timeout | null = null;
   private sweeps = 0;
+  /** True while the log is read at open (see `apply`). */
+  private loading = false;
   private readonly lockNonce = Math.random().toString(36).slice(2);
 
   private constructor(dir: string, opts: FileStoreOptions) {
@@ -342,6 +344,7 @@ export class FileStore implements Store {
         code,
       );
     }
+    this.loading = true;
     let pos = 0;
     let goodEnd = 0;
     let damaged = 0;
@@ -364,6 +367,7 @@ export class FileStore implements Store {
       }
       pos = nl + 1;
     }
+    this.loading = false;
     const now = Date.now();
     for (const [k, it] of this.items) if (it.expires <= now) this.drop(k);
     if (torn) {
@@ -379,7 +383,8 @@ export class FileStore implements Store {
     }
   }
 
-  private apply(rec: Rec): void {
+  /** `unmarked`: the caller knows the key has no mark (it just looked). */
+  private apply(rec: Rec, unmarked = false): void {
     if (rec[0] === 'm') {
       this.marks.addFp(rec[1], rec[2], rec[3]);
       return;
@@ -389,7 +394,10 @@ export class FileStore implements Store {
       this.marks.add(rec[1], rec[3]);
       return;
     }
-    if (this.marks.size) this.marks.delete(rec[1]);
+    // A key is either an entry or a mark, never both: a key that is an entry has no mark to remove (and its
+    // fingerprint need not be computed). While the log is read, a compaction's marks may come after an entry of the
+    // same key (its mark was set meanwhile; the tail sets it again), so there every mark is looked for.
+    if (this.marks.size && !unmarked && (this.loading || !this.items.has(rec[1]))) this.marks.delete(rec[1]);
     if (rec[0] === 's') {
       // Replaced in place (a Map keeps the position of a key that is set again), so that a compaction's snapshot,
       // which walks the entries, does not meet the same key again and again.
@@ -706,9 +714,9 @@ export class FileStore implements Store {
     return this.broken;
   }
 
-  private put(key: string, value: string, ttlMs?: number): Promise<void> {
+  private put(key: string, value: string, ttlMs?: number, unmarked = false): Promise<void> {
     const expires = ttlMs === undefined || ttlMs === Infinity ? Infinity : Date.now() + Math.max(0, ttlMs);
-    this.apply(['s', key, value, expires === Infinity ? 0 : expires]);
+    this.apply(['s', key, value, expires === Infinity ? 0 : expires], unmarked);
     return this.log(['s', key, value, expires === Infinity ? 0 : expires]);
   }
 
@@ -717,7 +725,7 @@ export class FileStore implements Store {
     if (e) throw e;
     this.maybeSweep();
     if (this.live(key) || this.marked(key)) return false;
-    await this.put(key, value, ttlMs);
+    await this.put(key, value, ttlMs, true);
     return true;
   }
 

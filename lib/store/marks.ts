@@ -8,15 +8,22 @@
  * A fingerprint stands for its key: two keys with the same 64 bits would count as one (odds about 1 in 10^13 for a
  * million marks). Expiry is rounded up to the second.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 const EMPTY = 0;
 const DELETED = 1;
 const MIN_CAPACITY = 1024;
 
-/** The two 32-bit halves of a key's fingerprint. */
+/** One-shot hashing (Node 20.12+): no Hash object per call, a third of the time of `createHash` for a short key. */
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'hex') => string }).hash;
+
+/** The two 32-bit halves of a key's fingerprint (the first 8 bytes of its SHA-256). */
 export function fingerprint(key: string): [number, number] {
-  const d = createHash('sha256').update(key).digest();
+  if (oneShot) {
+    const h = oneShot('sha256', key, 'hex');
+    return [parseInt(h.slice(0, 8), 16), parseInt(h.slice(8, 16), 16)];
+  }
+  const d = crypto.createHash('sha256').update(key).digest();
   return [d.readUInt32BE(0), d.readUInt32BE(4)];
 }
 

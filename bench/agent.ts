@@ -30,6 +30,8 @@ if (typeof process.send === 'function') {
             cpuMs: (cpu.user + cpu.system) / 1000,
             maxRssKiB: process.resourceUsage().maxRSS,
             gc: !!gc,
+            // When this process's clock started (epoch ms): what --trace-gc's times count from, roughly.
+            timeOrigin: performance.timeOrigin,
           },
         });
       };

@@ -71,6 +71,8 @@ export interface PacedResult {
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
   /** Statuses other than 2xx, by status or error code (ECONNRESET, TIMEOUT …). */
   statuses: Record<string, number>;
+  /** With `trace`: each measured request's send time (epoch ms) and latency (ms, NaN when it failed). */
+  trace?: Array<[number, number]>;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -86,7 +88,7 @@ function percentile(sorted: Float64Array, p: number): number {
 export async function paced(
   url: string,
   gen: Generator,
-  o: { rate: number; durationS: number; warmS: number; timeoutMs?: number },
+  o: { rate: number; durationS: number; warmS: number; timeoutMs?: number; trace?: boolean },
 ): Promise<PacedResult> {
   const target = new URL(url);
   // FIFO reuse keeps every socket busy at this rate, so none sits idle long enough for the server's keep-alive timeout
@@ -96,6 +98,7 @@ export async function paced(
   const total = Math.round(o.rate * (o.warmS + o.durationS));
   const measureFrom = Math.round(o.rate * o.warmS);
   const latencies = new Float64Array(total - measureFrom);
+  const trace: Array<[number, number]> | undefined = o.trace ? [] : undefined;
   let kept = 0;
   let sent = 0;
   let acked = 0;
@@ -116,6 +119,10 @@ export async function paced(
       const done = (status: number | string): void => {
         const ms = performance.now() - began;
         outstanding--;
+        if (trace && i >= measureFrom) {
+          const ok = typeof status === 'number' && status >= 200 && status < 300;
+          trace.push([performance.timeOrigin + began, ok ? ms : NaN]);
+        }
         if (typeof status === 'number' && status >= 200 && status < 300) {
           acked++;
           if (i >= measureFrom) latencies[kept++] = ms;
@@ -171,5 +178,6 @@ export async function paced(
       max: sorted.length ? sorted[sorted.length - 1] : NaN,
     },
     statuses,
+    trace,
   };
 }

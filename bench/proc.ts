@@ -12,6 +12,7 @@ export interface MemInfo {
   cpuMs: number;
   maxRssKiB: number;
   gc: boolean;
+  timeOrigin?: number;
 }
 
 export interface StartOptions {
@@ -25,6 +26,8 @@ export interface StartOptions {
   agent?: boolean;
   /** Extra node options, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
   execArgv?: string[];
+  /** Also append everything the child prints to this file (`--child-logs`; e.g. with `--node-args --trace-gc`). */
+  logFile?: string;
   /** How the child says it is ready: an IPC message `{ready, port}` (default) or a log line. */
   readyLog?: RegExp;
   startTimeoutMs?: number;
@@ -125,6 +128,11 @@ export async function start(o: StartOptions): Promise<Child> {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   const c = new Child(o.name, cp);
+  if (o.logFile) {
+    const log = fs.createWriteStream(o.logFile, { flags: 'a' });
+    cp.stdout?.pipe(log);
+    cp.stderr?.pipe(log);
+  }
   const timeoutMs = o.startTimeoutMs ?? 60_000;
   await new Promise<void>((resolve, reject) => {
     let done = false;

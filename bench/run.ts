@@ -62,6 +62,8 @@ interface Options {
   farDelayMs: number;
   token: boolean;
   cpuProf: boolean;
+  nodeArgs: string[];
+  childLogs?: string;
   render: boolean;
   out: string;
 }
@@ -84,6 +86,9 @@ const HELP = `npm run bench -- [options]
   --far-delay MS          far side's answer time in the latency test (default 300)
   --no-token              skip the token test
   --cpu-prof              write CPU profiles of the pack contenders to bench/results/prof/
+  --node-args "A B"       more node options for the pack contenders (e.g. "--trace-gc")
+  --child-logs DIR        append what each contender prints to DIR/<contender>-<scenario>.log, and write each
+                          latency-test request's send time and latency to DIR/<contender>-<scenario>.latency.tsv
   --out DIR               where latest.json and latest.md go (default bench/results)
   --render                run nothing: rewrite latest.md/json's targets from latest.json and the last soak.json
                           (after a soak run that came after the throughput run)
@@ -126,6 +131,8 @@ function parseArgs(argv: string[]): Options {
     farDelayMs: num('--far-delay', 300),
     token: !has('--no-token'),
     cpuProf: has('--cpu-prof'),
+    nodeArgs: (argv[argv.indexOf('--node-args') + 1] ?? '').split(' ').filter((a) => has('--node-args') && a),
+    childLogs: val('--child-logs') ? path.resolve(String(val('--child-logs'))) : undefined,
     render: has('--render'),
     out: path.resolve(val('--out') ?? path.join(repoRoot(), 'bench', 'results')),
   };
@@ -305,6 +312,12 @@ async function boxToken(url: string): Promise<string> {
   return b.access_token;
 }
 
+function logFileOf(o: Options, def: ContenderDef, sc: Scenario): string | undefined {
+  if (!o.childLogs) return undefined;
+  fs.mkdirSync(o.childLogs, { recursive: true });
+  return path.join(o.childLogs, `${def.id}-${sc.id}.log`);
+}
+
 async function startContender(def: ContenderDef, sc: Scenario, farUrl: string, o: Options): Promise<Running> {
   const name = `${def.id}/${sc.id}`;
   let child: Child;
@@ -318,14 +331,17 @@ async function startContender(def: ContenderDef, sc: Scenario, farUrl: string, o
       {
         farUrl,
         name,
-        execArgv:
-          o.cpuProf && def.kind === 'pack'
+        execArgv: [
+          ...(o.cpuProf && def.kind === 'pack'
             ? [
                 '--cpu-prof',
                 `--cpu-prof-dir=${profDir}`,
                 `--cpu-prof-name=${def.id}-${sc.id}-${Date.now()}.cpuprofile`,
               ]
-            : [],
+            : []),
+          ...(def.kind === 'pack' ? o.nodeArgs : []),
+        ],
+        logFile: logFileOf(o, def, sc),
       },
     );
     child = r.child;
@@ -334,7 +350,13 @@ async function startContender(def: ContenderDef, sc: Scenario, farUrl: string, o
   } else {
     const args = ['--stack', def.kind, '--direction', sc.direction, '--far', farUrl];
     if (def.ackFirst) args.push('--ack-first');
-    child = await start({ name, script: path.join(__dirname, 'contenders', 'server.js'), args, agent: true });
+    child = await start({
+      name,
+      script: path.join(__dirname, 'contenders', 'server.js'),
+      args,
+      agent: true,
+      logFile: logFileOf(o, def, sc),
+    });
   }
   let gen: Generator;
   if (sc.direction === 'wechat') gen = new PushGenerator(sc.mode);
@@ -448,8 +470,17 @@ async function latencyTrial(r: Running, sc: Scenario, far: Far, o: Options): Pro
   const t0 = Date.now();
   const res = await sampled(
     [r],
-    paced(r.child.url, r.gen, { rate: o.rate, durationS: o.latencyS, warmS: 3 }),
+    paced(r.child.url, r.gen, { rate: o.rate, durationS: o.latencyS, warmS: 3, trace: !!o.childLogs }),
   );
+  if (o.childLogs && res.trace) {
+    const origin = (await r.child.mem()).timeOrigin ?? 0;
+    const lines = res.trace.map(([at, ms]) => `${(at - origin).toFixed(1)}\t${ms.toFixed(2)}`);
+    fs.writeFileSync(
+      path.join(o.childLogs, `${r.def.id}-${sc.id}.latency.tsv`),
+      `# send time (ms since the contender's process started)\tlatency (ms)\n${lines.join('\n')}\n`,
+    );
+    delete res.trace;
+  }
   const spanS = (Date.now() - t0) / 1000;
   const f1 = await far.delivered(sc.direction);
   await far.delay(0);

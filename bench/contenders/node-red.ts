@@ -465,6 +465,7 @@ export interface StartNodeRedOptions {
   farUrl: string;
   name: string;
   execArgv?: string[];
+  logFile?: string;
 }
 
 export interface RunningNodeRed {
@@ -512,6 +513,7 @@ export async function startNodeRed(c: NodeRedContender, o: StartNodeRedOptions):
     cwd: userDir,
     agent: true,
     execArgv: o.execArgv,
+    logFile: o.logFile,
     readyLog: /Server now running at http:\/\/[^:]+:(\d+)\//,
   });
   // Flows start after the server listens.

@@ -510,6 +510,55 @@ describe('integration box over HTTP', function () {
       assert.equal(r.emitted.length, 1);
       assert.ok(r.events.some((e) => e.kind === 'store-failed'));
     });
+
+    it('with a journal: keeps only the first answer time, 1 h, and answers a retry with it (also as written before)', async () => {
+      await r.close();
+      const store = new MemoryStore();
+      const sets: { key: string; value: string; ttl?: number }[] = [];
+      const set = store.set.bind(store);
+      store.set = (key, value, ttl) => {
+        sets.push({ key, value, ttl });
+        return set(key, value, ttl);
+      };
+      const journaled = new Set<string>();
+      r = await rig({
+        store,
+        journal: (id) => Promise.resolve(journaled.has(id) ? null : (journaled.add(id), `ref:${id}`)),
+      });
+      cx.stop();
+      cx = new CxoneBoxCaller({
+        boxUrl: r.boxUrl,
+        clientId: secrets.clientId,
+        clientSecret: secrets.clientSecret,
+        channelId: CHANNEL,
+      });
+      const first = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
+      assert.equal(first.status, 200);
+      const memo = sets.filter((s) => s.key.includes(':box:reply:'));
+      assert.equal(memo.length, 1);
+      assert.match(memo[0].value, /^\d{13}$/, 'the time alone');
+      assert.equal(memo[0].ttl, 3600_000);
+      const again = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
+      assert.deepEqual(again.body, first.body);
+      assert.equal(r.emitted.length, 1);
+      // An entry in the earlier format ({"id","createdAt"}), as a store written by an older version holds it.
+      await store.set(
+        memo[0].key,
+        JSON.stringify({ id: 'x', createdAt: Date.UTC(2024, 4, 1, 8, 35, 1, 123) }),
+      );
+      const old = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
+      assert.equal(
+        (old.body as { message: { createdAtWithMilliseconds: string } }).message.createdAtWithMilliseconds,
+        '2024-05-01T08:35:01.123Z',
+      );
+      // Forgotten (after its hour): the same id, a new time; still not emitted again (the journal dedupes).
+      await store.delete(memo[0].key);
+      const late = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
+      const idOf = (b: unknown): string =>
+        (b as { message: { idOnExternalPlatform: string } }).message.idOnExternalPlatform;
+      assert.equal(idOf(late.body), idOf(first.body));
+      assert.equal(r.emitted.length, 1);
+    });
   });
 
   describe('typing and recipient validation', () => {

@@ -90,6 +90,13 @@ export interface IntegrationBoxOptions {
   perClient?: ThrottleLimits;
   /** How long a CXone message id is remembered for dedupe (default 24 h). */
   dedupeTtlMs?: number;
+  /**
+   * With a journal (which dedupes for `dedupeTtlMs` with compact marks): how long the time a reply was first
+   * answered with is kept, so that a retry gets the same answer (default 1 h, at most `dedupeTtlMs`). It is a store
+   * entry per reply: kept 24 h, it grew with the replies of a whole day. A retry after it gets the same id and a new
+   * time.
+   */
+  answerTtlMs?: number;
   /** Largest reply body, bytes (default 256 KiB). */
   replyBodyLimit?: number;
   /** Whether a recipient id can be a WeChat openid (default: the syntax check in replies.ts). */
@@ -141,6 +148,7 @@ export function integrationBoxRoutes(opts: IntegrationBoxOptions): RouteDef[] {
   const perClient = new FailureThrottle({ ...(opts.perClient ?? { limit: 30, windowMs: 60_000 }), now });
   const ttlS = opts.tokenTtlS ?? DEFAULT_TOKEN_TTL_S;
   const dedupeTtl = opts.dedupeTtlMs ?? 24 * 3600_000;
+  const answerTtl = Math.min(dedupeTtl, opts.answerTtlMs ?? 3600_000);
   const replyLimit = opts.replyBodyLimit ?? DEFAULT_REPLY_BODY_LIMIT;
 
   const throttled = (ctx: RouteContext, ms: number, by: 'address' | 'client'): void => {
@@ -274,8 +282,12 @@ export function integrationBoxRoutes(opts: IntegrationBoxOptions): RouteDef[] {
       const earlier = async (): Promise<void> => {
         if (!key) return;
         const seen = await opts.store.get(key);
-        const prev = seen ? (JSON.parse(seen) as { id?: unknown; createdAt?: unknown }) : undefined;
-        if (prev && typeof prev.createdAt === 'number') createdAt = prev.createdAt;
+        if (!seen) return;
+        // The time alone (the id is derived from CXone's), or `{"id","createdAt"}` as written before.
+        const t = /^\d+$/.test(seen)
+          ? Number(seen)
+          : (JSON.parse(seen) as { createdAt?: unknown } | null)?.createdAt;
+        if (typeof t === 'number' && Number.isFinite(t)) createdAt = t;
       };
       const duplicate = (): void => {
         events({ kind: 'duplicate', format, threadId: r.thread.threadId, id });
@@ -306,9 +318,9 @@ export function integrationBoxRoutes(opts: IntegrationBoxOptions): RouteDef[] {
           return duplicate();
         }
         if (key) {
-          await opts.store
-            .set(key, JSON.stringify({ id, createdAt }), dedupeTtl)
-            .catch(() => undefined /* a retry then gets a new time, same id */);
+          // Not waited for: the journal made the reply durable and dedupes it; this only lets a retry get the same
+          // time, and every store applies it before its next read. Lost in a crash, a retry gets a new time.
+          void opts.store.set(key, String(createdAt), answerTtl).catch(() => undefined);
         }
         opts.emit(replyEmission(r, id, createdAt), ref);
         events({ kind: 'reply', format, threadId: r.thread.threadId, id });

@@ -511,7 +511,7 @@ describe('integration box over HTTP', function () {
       assert.ok(r.events.some((e) => e.kind === 'store-failed'));
     });
 
-    it('with a journal: keeps only the first answer time, 1 h, and answers a retry with it (also as written before)', async () => {
+    it('with a journal: keeps only the first answer time, 10 min, and answers a retry with it (also as written before)', async () => {
       await r.close();
       const store = new MemoryStore();
       const sets: { key: string; value: string; ttl?: number }[] = [];
@@ -537,7 +537,7 @@ describe('integration box over HTTP', function () {
       const memo = sets.filter((s) => s.key.includes(':box:reply:'));
       assert.equal(memo.length, 1);
       assert.match(memo[0].value, /^\d{13}$/, 'the time alone');
-      assert.equal(memo[0].ttl, 3600_000);
+      assert.equal(memo[0].ttl, 600_000);
       const again = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
       assert.deepEqual(again.body, first.body);
       assert.equal(r.emitted.length, 1);
@@ -551,7 +551,7 @@ describe('integration box over HTTP', function () {
         (old.body as { message: { createdAtWithMilliseconds: string } }).message.createdAtWithMilliseconds,
         '2024-05-01T08:35:01.123Z',
       );
-      // Forgotten (after its hour): the same id, a new time; still not emitted again (the journal dedupes).
+      // Forgotten (after its 10 minutes): the same id, a new time; still not emitted again (the journal dedupes).
       await store.delete(memo[0].key);
       const late = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
       const idOf = (b: unknown): string =>

@@ -92,7 +92,7 @@ export interface IntegrationBoxOptions {
   dedupeTtlMs?: number;
   /**
    * With a journal (which dedupes for `dedupeTtlMs` with compact marks): how long the time a reply was first
-   * answered with is kept, so that a retry gets the same answer (default 1 h, at most `dedupeTtlMs`). It is a store
+   * answered with is kept, so that a retry gets the same answer (default 10 min, at most `dedupeTtlMs`). It is a store
    * entry per reply: kept 24 h, it grew with the replies of a whole day. A retry after it gets the same id and a new
    * time.
    */
@@ -148,7 +148,7 @@ export function integrationBoxRoutes(opts: IntegrationBoxOptions): RouteDef[] {
   const perClient = new FailureThrottle({ ...(opts.perClient ?? { limit: 30, windowMs: 60_000 }), now });
   const ttlS = opts.tokenTtlS ?? DEFAULT_TOKEN_TTL_S;
   const dedupeTtl = opts.dedupeTtlMs ?? 24 * 3600_000;
-  const answerTtl = Math.min(dedupeTtl, opts.answerTtlMs ?? 3600_000);
+  const answerTtl = Math.min(dedupeTtl, opts.answerTtlMs ?? 600_000);
   const replyLimit = opts.replyBodyLimit ?? DEFAULT_REPLY_BODY_LIMIT;
 
   const throttled = (ctx: RouteContext, ms: number, by: 'address' | 'client'): void => {

@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FileStore, StoreLockedError } from '../../lib/store/file';
+import { FileStore, LOG_FLAGS, StoreLockedError } from '../../lib/store/file';
 import { storeConformance } from './store-conformance';
 import { spawnChild, type Child } from './store-proc';
 
@@ -336,26 +336,70 @@ describe('store: file', function () {
     open.push(s);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const fsMod = require('node:fs') as typeof fs;
-    const orig = fsMod.fdatasync;
+    const orig = { fdatasync: fsMod.fdatasync, write: fsMod.write };
     let syncs = 0;
-    (fsMod as { fdatasync: unknown }).fdatasync = (
-      fd: number,
-      cb: (e: NodeJS.ErrnoException | null) => void,
-    ) => {
+    let writes = 0;
+    (fsMod as { fdatasync: unknown }).fdatasync = (...args: unknown[]) => {
       syncs++;
-      orig(fd, cb);
+      return (orig.fdatasync as (...a: unknown[]) => void)(...args);
+    };
+    (fsMod as { write: unknown }).write = (...args: unknown[]) => {
+      writes++;
+      return (orig.write as (...a: unknown[]) => void)(...args);
     };
     try {
       const t0 = Date.now();
       await Promise.all(Array.from({ length: 5000 }, (_, i) => s.set(`k${i}`, `v${i}`)));
       const ms = Date.now() - t0;
-      assert.ok(syncs >= 1 && syncs < 100, `${syncs} syncs for 5000 writes`);
-      console.log(`      5000 writes: ${syncs} fdatasync calls, ${ms} ms`);
+      // With O_DSYNC (Linux, macOS) each write is durable when it returns; without, a write then fdatasync.
+      const durable = typeof LOG_FLAGS === 'number' ? writes : syncs;
+      assert.ok(durable >= 1 && durable < 100, `${durable} durable writes for 5000 writes`);
+      if (typeof LOG_FLAGS === 'number') assert.equal(syncs, 0, 'no fdatasync needed with O_DSYNC');
+      console.log(`      5000 writes: ${writes} write and ${syncs} fdatasync calls, ${ms} ms`);
     } finally {
-      (fsMod as { fdatasync: unknown }).fdatasync = orig;
+      (fsMod as { fdatasync: unknown }).fdatasync = orig.fdatasync;
+      (fsMod as { write: unknown }).write = orig.write;
     }
     const lines = fs.readFileSync(path.join(dir, 'data.log'), 'utf8').trim().split('\n');
     assert.equal(lines.length, 5000);
+  });
+
+  it('writes its log through an O_DSYNC descriptor (Linux), also after a compaction replaced the file', async function () {
+    if (process.platform !== 'linux') this.skip();
+    const dir = tmpDir();
+    const s = await FileStore.open(dir, { compactMinBytes: 20_000 });
+    open.push(s);
+    const logFlags = (): number[] => {
+      const log = fs.realpathSync(path.join(dir, 'data.log'));
+      const out: number[] = [];
+      for (const fd of fs.readdirSync('/proc/self/fd')) {
+        let target = '';
+        try {
+          target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+        } catch {
+          continue;
+        }
+        if (target !== log) continue;
+        const m = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+        if (m) out.push(parseInt(m[1], 8));
+      }
+      return out;
+    };
+    await s.set('a', '1');
+    let flags = logFlags();
+    assert.equal(flags.length, 1, 'one descriptor on the log');
+    assert.ok(flags[0] & fs.constants.O_DSYNC, `flags ${flags[0].toString(8)} have O_DSYNC`);
+    assert.ok(flags[0] & fs.constants.O_APPEND, 'and O_APPEND');
+    for (let i = 0; i < 1000 && s.compactions === 0; i++)
+      await s.set(`k${i % 5}`, `v-${i}-${'z'.repeat(40)}`);
+    assert.ok(s.compactions >= 1, 'compacted');
+    await s.set('b', '2');
+    flags = logFlags();
+    assert.equal(flags.length, 1, 'one descriptor on the (new) log');
+    assert.ok(
+      flags[0] & fs.constants.O_DSYNC,
+      `after compaction: flags ${flags[0].toString(8)} have O_DSYNC`,
+    );
   });
 
   it('refuses a second open of one directory in this process', async function () {

@@ -1,10 +1,11 @@
 /**
  * The file backend: one directory in the Node-RED user directory (`<userDir>/wechat-cxone/<name>/`), the pack's
  * default. State lives in memory; every change is appended to `data.log` and the call resolves only once the
- * record is on disk (fdatasync), so a SIGKILL or a crash never loses an acknowledged write.
+ * record is on disk (a write through an O_DSYNC descriptor, or write + fdatasync; see LOG_FLAGS), so a SIGKILL or a
+ * crash never loses an acknowledged write.
  *
  * - Group commit: changes made while a write is in progress are written and synced together, so a burst of
- *   small writes costs one fdatasync per batch, never one per write, and nothing resolves before its sync.
+ *   small writes costs one durable write per batch, never one per write, and nothing resolves before it.
  * - Records: one line each, `<crc32 as 8 hex><body>\n`. The body is `S<expiresAt>:<key length>:<key><value>` (set;
  *   expiresAt 0 means no expiry) or `D<key>` (delete); a key or value with a line break is written as JSON instead,
  *   `["s",key,value,expiresAt]` or `["d",key]` (the only form of the first version, still read). Every operation is

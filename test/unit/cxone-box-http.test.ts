@@ -35,6 +35,16 @@ interface Rig {
   close(): Promise<void>;
 }
 
+/** CXone's side of the box: the simulator's caller with the test credentials, on the test channel. */
+function callerOf(boxUrl: string): CxoneBoxCaller {
+  return new CxoneBoxCaller({
+    boxUrl,
+    clientId: secrets.clientId,
+    clientSecret: secrets.clientSecret,
+    channelId: CHANNEL,
+  });
+}
+
 async function rig(extra: Partial<IntegrationBoxOptions> = {}): Promise<Rig> {
   const emitted: BoxEmission[] = [];
   const events: BoxEvent[] = [];
@@ -100,12 +110,7 @@ describe('integration box over HTTP', function () {
   let cx: CxoneBoxCaller;
   beforeEach(async () => {
     r = await rig();
-    cx = new CxoneBoxCaller({
-      boxUrl: r.boxUrl,
-      clientId: secrets.clientId,
-      clientSecret: secrets.clientSecret,
-      channelId: CHANNEL,
-    });
+    cx = callerOf(r.boxUrl);
   });
   afterEach(async () => {
     cx.stop();
@@ -466,12 +471,7 @@ describe('integration box over HTTP', function () {
 
     it('dedupes across two boxes sharing one store (two instances behind one CXone)', async () => {
       const second = await rig({ store: r.store });
-      const cx2 = new CxoneBoxCaller({
-        boxUrl: second.boxUrl,
-        clientId: secrets.clientId,
-        clientSecret: secrets.clientSecret,
-        channelId: CHANNEL,
-      });
+      const cx2 = callerOf(second.boxUrl);
       try {
         const a = await cx.sendReply({
           threadId: OPENID,
@@ -499,12 +499,7 @@ describe('integration box over HTTP', function () {
       broken.setIfAbsent = () => Promise.reject(new Error('store down'));
       r = await rig({ store: broken });
       cx.stop();
-      cx = new CxoneBoxCaller({
-        boxUrl: r.boxUrl,
-        clientId: secrets.clientId,
-        clientSecret: secrets.clientSecret,
-        channelId: CHANNEL,
-      });
+      cx = callerOf(r.boxUrl);
       const a = await cx.sendReply({ threadId: OPENID, text: 'x', messageId: 'cx-1' });
       assert.equal(a.status, 200);
       assert.equal(r.emitted.length, 1);
@@ -526,12 +521,7 @@ describe('integration box over HTTP', function () {
         journal: (id) => Promise.resolve(journaled.has(id) ? null : (journaled.add(id), `ref:${id}`)),
       });
       cx.stop();
-      cx = new CxoneBoxCaller({
-        boxUrl: r.boxUrl,
-        clientId: secrets.clientId,
-        clientSecret: secrets.clientSecret,
-        channelId: CHANNEL,
-      });
+      cx = callerOf(r.boxUrl);
       const first = await cx.sendReply({ threadId: OPENID, format: 'dfo3', text: 'x', messageId: 'cx-j-1' });
       assert.equal(first.status, 200);
       const memo = sets.filter((s) => s.key.includes(':box:reply:'));
@@ -632,12 +622,7 @@ describe('integration box behind body parsers it could not get ahead of (the reg
     const server = http.createServer(app);
     await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${BASE}`;
-    const cx = new CxoneBoxCaller({
-      boxUrl: url,
-      clientId: secrets.clientId,
-      clientSecret: secrets.clientSecret,
-      channelId: CHANNEL,
-    });
+    const cx = callerOf(url);
     try {
       assert.equal((await cx.fetchToken('form')).status, 200);
       assert.equal((await cx.fetchToken('json')).status, 200);

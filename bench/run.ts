@@ -131,7 +131,10 @@ function parseArgs(argv: string[]): Options {
     farDelayMs: num('--far-delay', 300),
     token: !has('--no-token'),
     cpuProf: has('--cpu-prof'),
-    nodeArgs: (argv[argv.indexOf('--node-args') + 1] ?? '').split(' ').filter((a) => has('--node-args') && a),
+    // Not through val(): the value itself starts with "--".
+    nodeArgs: has('--node-args')
+      ? (argv[argv.indexOf('--node-args') + 1] ?? '').split(' ').filter(Boolean)
+      : [],
     childLogs: val('--child-logs') ? path.resolve(String(val('--child-logs'))) : undefined,
     render: has('--render'),
     out: path.resolve(val('--out') ?? path.join(repoRoot(), 'bench', 'results')),

@@ -245,7 +245,7 @@ export class FileStore implements Store {
     s.lock();
     try {
       await s.recover();
-      s.fd = fs.openSync(s.logPath, LOG_FLAGS, 0o600);
+      s.fd = openLog(s.logPath);
       s.heartbeat = setInterval(() => {
         const now = new Date();
         fs.utimes(s.lockPath, now, now, () => undefined);
@@ -452,7 +452,7 @@ export class FileStore implements Store {
     await this.syncDir();
     if (this.fd >= 0) {
       const old = this.fd;
-      this.fd = fs.openSync(this.logPath, LOG_FLAGS, 0o600);
+      this.fd = openLog(this.logPath);
       this.fdDsync = DSYNC;
       fs.closeSync(old);
     }
@@ -665,16 +665,17 @@ export class FileStore implements Store {
   /** Between two batches: the renamed new file becomes the log. */
   private switchToCompacted(c: Compaction): void {
     const old = this.fd;
+    // The renamed new file, opened again for appends with O_DSYNC (everything written to it is synced already);
+    // failing that, or without O_DSYNC, written through the descriptor we have and synced after each batch.
     this.fd = c.fd;
     this.fdDsync = false;
     if (DSYNC) {
-      // The renamed new file, opened again for appends with O_DSYNC (everything written to it is synced already).
       try {
-        this.fd = fs.openSync(this.logPath, LOG_FLAGS, 0o600);
+        this.fd = openLog(this.logPath);
         this.fdDsync = true;
         fs.close(c.fd, () => undefined);
       } catch {
-        this.fd = c.fd; // keep writing through the descriptor we have, syncing after each batch
+        this.fd = c.fd;
       }
     }
     fs.close(old, () => undefined);
@@ -866,6 +867,11 @@ export class FileStore implements Store {
 const { O_APPEND, O_CREAT, O_DSYNC, O_WRONLY } = fs.constants;
 const DSYNC = typeof O_DSYNC === 'number' && O_DSYNC > 0;
 export const LOG_FLAGS: number | string = DSYNC ? O_WRONLY | O_CREAT | O_APPEND | O_DSYNC : 'a';
+
+/** Opens the log for appending (owner only: it holds access tokens and message content in plain text). */
+function openLog(logPath: string): number {
+  return fs.openSync(logPath, LOG_FLAGS, 0o600);
+}
 
 function datasync(fd: number): Promise<void> {
   return new Promise<void>((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));

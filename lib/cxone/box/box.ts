@@ -283,7 +283,7 @@ export function integrationBoxRoutes(opts: IntegrationBoxOptions): RouteDef[] {
         if (!key) return;
         const seen = await opts.store.get(key);
         if (!seen) return;
-        // The time alone (the id is derived from CXone's), or `{"id","createdAt"}` as written before.
+        // The time alone (the id is derived from CXone's), or `{"id","createdAt"}` as earlier builds wrote it.
         const t = /^\d+$/.test(seen)
           ? Number(seen)
           : (JSON.parse(seen) as { createdAt?: unknown } | null)?.createdAt;
@@ -329,10 +329,9 @@ export function integrationBoxRoutes(opts: IntegrationBoxOptions): RouteDef[] {
       }
 
       if (key) {
-        const value = JSON.stringify({ id, createdAt });
         let first = true;
         try {
-          first = await opts.store.setIfAbsent(key, value, dedupeTtl);
+          first = await opts.store.setIfAbsent(key, String(createdAt), dedupeTtl);
           if (!first) await earlier();
         } catch (err) {
           // Without the store we cannot tell a retry from a first delivery: deliver (at least once) rather than

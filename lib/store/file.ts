@@ -32,6 +32,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fingerprintHex, MarkSet, parseFingerprintHex } from './marks';
+import { sweepStep } from './sweep';
 import type { Store } from './types';
 
 const LOG = 'data.log';
@@ -213,7 +214,8 @@ export class FileStore implements Store {
   private broken: Error | null = null;
   private closed = false;
   private heartbeat: NodeJS.Timeout | null = null;
-  private sweeps = 0;
+  /** Where the expiry sweep stands in `items` (see step). */
+  private cursor: IterableIterator<[string, Item]> | null = null;
   /** True while the log is read at open (see `apply`). */
   private loading = false;
   private readonly lockNonce = Math.random().toString(36).slice(2);
@@ -703,16 +705,21 @@ export class FileStore implements Store {
     if (!it) return undefined;
     if (it.expires <= now) {
       this.drop(key);
+      this.step();
       return undefined;
     }
     return it;
   }
 
-  private maybeSweep(): void {
-    if (++this.sweeps < 4096) return;
-    this.sweeps = 0;
+  private readonly dropItem = (key: string): void => this.drop(key);
+
+  /**
+   * Drops expired entries as changes go on, a few per change; taken after every change, so that the cursor never
+   * holds on to a table the Map has left (lib/store/sweep.ts).
+   */
+  private step(): void {
     const now = Date.now();
-    for (const [k, it] of this.items) if (it.expires <= now) this.drop(k);
+    this.cursor = sweepStep(this.items, this.cursor, now, this.dropItem);
     // Expired marks make room for new ones as they are met; a full pass once a minute returns the rest.
     if (now - this.marksSweptAt >= 60_000) {
       this.marksSweptAt = now;
@@ -739,9 +746,10 @@ export class FileStore implements Store {
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     const e = this.check();
     if (e) throw e;
-    this.maybeSweep();
     if (this.live(key) || this.marked(key)) return false;
-    await this.put(key, value, ttlMs, true);
+    const done = this.put(key, value, ttlMs, true);
+    this.step();
+    await done;
     return true;
   }
 
@@ -755,8 +763,9 @@ export class FileStore implements Store {
   set(key: string, value: string, ttlMs?: number): Promise<void> {
     const e = this.check();
     if (e) return Promise.reject(e);
-    this.maybeSweep();
-    return this.put(key, value, ttlMs);
+    const done = this.put(key, value, ttlMs);
+    this.step();
+    return done;
   }
 
   delete(key: string): Promise<void> {
@@ -764,6 +773,7 @@ export class FileStore implements Store {
     if (e) return Promise.reject(e);
     if (!this.items.has(key) && !this.marked(key)) return Promise.resolve();
     this.apply(['d', key]);
+    this.step();
     return this.log(['d', key]);
   }
 
@@ -774,6 +784,7 @@ export class FileStore implements Store {
     const value = it ? it.value : this.marked(key) ? MARK : undefined;
     if (value === undefined || value !== expected) return false;
     this.apply(['d', key]);
+    this.step();
     await this.log(['d', key]);
     return true;
   }
@@ -797,6 +808,7 @@ export class FileStore implements Store {
         this.drop(k); // expired: gone from memory now (the log forgets it when compacted)
       else if (k.startsWith(prefix)) out.push([k, it.value]);
     }
+    this.cursor = null; // the sweep's pass is done too
     return Promise.resolve(out);
   }
 
@@ -852,6 +864,7 @@ export class FileStore implements Store {
       this.fd = -1;
     }
     this.items.clear();
+    this.cursor = null;
     this.marks.clear();
     this.unlock();
   }

@@ -1,4 +1,5 @@
 /** The memory backend: one process, nothing survives a restart. For tests and for users who ask for it. */
+import { sweepStep } from './sweep';
 import type { Store } from './types';
 
 interface Item {
@@ -9,30 +10,34 @@ interface Item {
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private readonly items = new Map<string, Item>();
-  private sweeps = 0;
+  /** Where the expiry sweep stands in `items` (a Map iterator sees deletions and later insertions). */
+  private cursor: IterableIterator<[string, Item]> | null = null;
 
   private live(key: string, now = Date.now()): Item | undefined {
     const it = this.items.get(key);
     if (!it) return undefined;
     if (it.expires <= now) {
       this.items.delete(key);
+      this.step();
       return undefined;
     }
     return it;
   }
 
-  /** Drops expired items now and then so a long-running process does not grow without bound. */
-  private maybeSweep(): void {
-    if (++this.sweeps < 1024) return;
-    this.sweeps = 0;
-    const now = Date.now();
-    for (const [k, it] of this.items) if (it.expires <= now) this.items.delete(k);
+  private readonly dropItem = (key: string): void => void this.items.delete(key);
+
+  /**
+   * Drops expired items as changes go on (a few per change), so a long-running process does not grow without bound;
+   * taken after every change, so that the cursor never holds on to a table the Map has left (lib/store/sweep.ts).
+   */
+  private step(): void {
+    this.cursor = sweepStep(this.items, this.cursor, Date.now(), this.dropItem);
   }
 
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
-    this.maybeSweep();
     if (this.live(key)) return Promise.resolve(false);
     this.items.set(key, { value, expires: Date.now() + ttlMs });
+    this.step();
     return Promise.resolve(true);
   }
 
@@ -41,13 +46,13 @@ export class MemoryStore implements Store {
   }
 
   set(key: string, value: string, ttlMs?: number): Promise<void> {
-    this.maybeSweep();
     this.items.set(key, { value, expires: ttlMs === undefined ? Infinity : Date.now() + ttlMs });
+    this.step();
     return Promise.resolve();
   }
 
   delete(key: string): Promise<void> {
-    this.items.delete(key);
+    if (this.items.delete(key)) this.step();
     return Promise.resolve();
   }
 
@@ -55,6 +60,7 @@ export class MemoryStore implements Store {
     const it = this.live(key);
     if (!it || it.value !== expected) return Promise.resolve(false);
     this.items.delete(key);
+    this.step();
     return Promise.resolve(true);
   }
 
@@ -75,6 +81,7 @@ export class MemoryStore implements Store {
       if (it.expires <= now) this.items.delete(k);
       else if (k.startsWith(prefix)) out.push([k, it.value]);
     }
+    this.cursor = null; // the sweep's pass is done too
     return Promise.resolve(out);
   }
 
@@ -85,6 +92,7 @@ export class MemoryStore implements Store {
 
   close(): Promise<void> {
     this.items.clear();
+    this.cursor = null;
     return Promise.resolve();
   }
 }

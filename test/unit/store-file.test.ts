@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FileStore, LOG_FLAGS, StoreLockedError } from '../../lib/store/file';
 import { storeConformance } from './store-conformance';
+import { sweepBehaviour } from './store-sweep';
 import { spawnChild, type Child } from './store-proc';
 
 const tmpDirs: string[] = [];
@@ -234,6 +235,53 @@ describe('store: file', function () {
     assert.equal(await b.get('gone'), undefined);
   });
 
+  it('writes large values (CJK, emoji, line breaks, lone surrogates) as records that read back exactly: get, scan, compare, compaction, reopen', async function () {
+    const dir = tmpDir();
+    const a = await FileStore.open(dir, { compactMinBytes: 30_000 });
+    const big = (tag: string): Record<string, string> => ({
+      [`${tag}:ascii`]: JSON.stringify({ tag, text: 'a'.repeat(400) }),
+      [`${tag}:中文`]: JSON.stringify({
+        tag,
+        text: '你好，我的订单还没有到'.repeat(40),
+        emoji: '👍🏽'.repeat(30),
+      }),
+      [`${tag}:break`]: 'line\n'.repeat(100), // written in JSON form
+      [`${tag}:lone`]: 'x\udc00'.repeat(200), // the same
+      [`${tag}:small`]: 'v'.repeat(255),
+    });
+    const want = { ...big('one'), ...big('two') };
+    for (const [k, v] of Object.entries(want)) await a.set(k, v);
+    for (const [k, v] of Object.entries(want)) assert.equal(await a.get(k), v, k);
+    assert.deepEqual(new Map(await a.scan('one:')), new Map(Object.entries(big('one'))));
+    assert.equal(await a.deleteIfEquals('two:中文', 'other'), false);
+    assert.equal(await a.deleteIfEquals('two:中文', want['two:中文']), true);
+    delete want['two:中文'];
+    // The compact form: checksum, then the body, the value as it is.
+    const { crc32 } = await import('node:zlib');
+    const body = `S0:${'one:中文'.length}:one:中文${want['one:中文']}`;
+    const line = (crc32(body) >>> 0).toString(16).padStart(8, '0') + body;
+    assert.ok(fs.readFileSync(path.join(dir, 'data.log'), 'utf8').split('\n').includes(line));
+    // Overwritten until compactions run: what a compaction rewrites must still read back.
+    for (let i = 0; i < 60; i++) await a.set('churn', `${i}:${'z'.repeat(2000)}`);
+    assert.ok(a.compactions >= 1, `${a.compactions} compactions`);
+    for (const [k, v] of Object.entries(want)) assert.equal(await a.get(k), v, k);
+    await a.close();
+    const b = await FileStore.open(dir);
+    open.push(b);
+    for (const [k, v] of Object.entries(want)) assert.equal(await b.get(k), v, k);
+    assert.equal(await b.get('two:中文'), undefined);
+    assert.match((await b.get('churn'))!, /^59:z{2000}$/);
+  });
+
+  describe('expiry sweep', function () {
+    // No compaction meanwhile: its snapshot would count as memory held.
+    sweepBehaviour(async () => {
+      const s = await FileStore.open(tmpDir(), { compactMinBytes: 1e12 });
+      open.push(s);
+      return { store: s, size: () => s.size };
+    });
+  });
+
   it('compacts: many overwrites leave a small log with the same content', async function () {
     const dir = tmpDir();
     const a = await FileStore.open(dir, { compactMinBytes: 50_000 });
@@ -357,8 +405,7 @@ describe('store: file', function () {
       if (typeof LOG_FLAGS === 'number') assert.equal(syncs, 0, 'no fdatasync needed with O_DSYNC');
       console.log(`      5000 writes: ${writes} write and ${syncs} fdatasync calls, ${ms} ms`);
     } finally {
-      (fsMod as { fdatasync: unknown }).fdatasync = orig.fdatasync;
-      (fsMod as { write: unknown }).write = orig.write;
+      Object.assign(fsMod, orig);
     }
     const lines = fs.readFileSync(path.join(dir, 'data.log'), 'utf8').trim().split('\n');
     assert.equal(lines.length, 5000);

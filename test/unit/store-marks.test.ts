@@ -8,15 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FileStore } from '../../lib/store/file';
-import * as v8 from 'node:v8';
-import * as vm from 'node:vm';
 import { fingerprint, MarkSet } from '../../lib/store/marks';
-
-/** A forced garbage collection, without starting mocha with --expose-gc. */
-function collector(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  return vm.runInNewContext('gc') as () => void;
-}
+import { collect, settledMemory } from './heap';
 
 describe('dedupe marks', function () {
   this.timeout(60_000);
@@ -178,8 +171,7 @@ describe('dedupe marks', function () {
       // No compaction meanwhile (the 200,000 records would start one): its snapshot would count as the marks' memory.
       const s = await FileStore.open(tmp(), { compactMinBytes: 1e12 });
       try {
-        const gc = collector();
-        gc();
+        collect();
         const before = process.memoryUsage();
         const n = 200_000;
         let writes: Promise<void>[] = [];
@@ -193,11 +185,8 @@ describe('dedupe marks', function () {
           );
         await Promise.all(writes);
         writes = [];
-        // The write loop lets go of its last batch (one buffer of every record) once its turn ends: measure after.
-        await new Promise((r) => setImmediate(r));
-        gc();
-        const after = process.memoryUsage();
-        const perMark = (after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers) / n;
+        // The write loop lets go of its last batch (one buffer of every record) once its turn ends.
+        const perMark = ((await settledMemory()) - before.heapUsed - before.arrayBuffers) / n;
         assert.equal(s.markCount, n);
         assert.ok(perMark < 60, `${perMark.toFixed(1)} bytes a mark`);
       } finally {

@@ -2,6 +2,7 @@
 import * as assert from 'node:assert/strict';
 import { MemoryStore } from '../../lib/store/memory';
 import { storeConformance } from './store-conformance';
+import { sweepBehaviour } from './store-sweep';
 
 describe('store: memory', function () {
   storeConformance(() => Promise.resolve({ store: new MemoryStore(), key: (k: string) => k }));
@@ -16,5 +17,12 @@ describe('store: memory', function () {
     assert.deepEqual(await s.scan('other:'), [['other:keep', 'z']]);
     assert.equal(s.size, 2, 'the expired items are gone, whatever the prefix');
     assert.equal(await s.get('keep'), 'y');
+  });
+
+  describe('expiry sweep', function () {
+    sweepBehaviour(() => {
+      const s = new MemoryStore();
+      return Promise.resolve({ store: s, size: () => s.size });
+    });
   });
 });

@@ -64,6 +64,8 @@ interface Options {
   cpuProf: boolean;
   nodeArgs: string[];
   childLogs?: string;
+  /** Another build of the package (its dist directory) run as the contender `pack-baseline`. */
+  baseline?: string;
   render: boolean;
   out: string;
 }
@@ -76,7 +78,8 @@ const HELP = `npm run bench -- [options]
   --soak-rate N           steady rate of the soak, msg/s (default 400); --contenders pack-memory soaks
                           the memory store instead
   --scenarios a,b         wechat-plain, wechat-safe, cxone (default all)
-  --contenders a,b        pack, pack-memory, pack-redis, core, express, bare, express-ackfirst, bare-ackfirst
+  --contenders a,b        pack, pack-memory, pack-redis, pack-baseline, core, express, bare, express-ackfirst,
+                          bare-ackfirst
                           (default pack, pack-memory, core, express, bare)
   --duration S            seconds per throughput trial (default 10)
   --rounds N              throughput rounds, contenders interleaved (default 3)
@@ -85,6 +88,10 @@ const HELP = `npm run bench -- [options]
   --latency-duration S    seconds of the latency test after 3 s of warm-up (default 20)
   --far-delay MS          far side's answer time in the latency test (default 300)
   --no-token              skip the token test
+  --baseline DIR          also run another build of the pack as the contender pack-baseline (file store),
+                          interleaved with the others: an A/B of two builds in one run. DIR is a dist directory
+                          inside the checkout, so that it finds node_modules, e.g. from an earlier commit:
+                          git stash; node scripts/build.js --outDir .cache/dist-base --no-check; git stash pop
   --cpu-prof              write CPU profiles of the pack contenders to bench/results/prof/
   --node-args "A B"       more node options for the pack contenders (e.g. "--trace-gc")
   --child-logs DIR        append what each contender prints to DIR/<contender>-<scenario>.log, and write each
@@ -121,7 +128,10 @@ function parseArgs(argv: string[]): Options {
     soak: has('--soak') ? num('--soak', 1_000_000) : 0,
     soakRate: num('--soak-rate', 400),
     scenarios: list('--scenarios', ['wechat-plain', 'wechat-safe', 'cxone']),
-    contenders: list('--contenders', ['pack', 'pack-memory', 'core', 'express', 'bare']),
+    contenders: [
+      ...list('--contenders', ['pack', 'pack-memory', 'core', 'express', 'bare']),
+      ...(val('--baseline') && !list('--contenders', []).includes('pack-baseline') ? ['pack-baseline'] : []),
+    ],
     durationS: num('--duration', quick ? 5 : 10),
     warmS: quick ? 2 : 3,
     rounds: num('--rounds', quick ? 1 : 3),
@@ -136,6 +146,7 @@ function parseArgs(argv: string[]): Options {
       ? (argv[argv.indexOf('--node-args') + 1] ?? '').split(' ').filter(Boolean)
       : [],
     childLogs: val('--child-logs') ? path.resolve(String(val('--child-logs'))) : undefined,
+    baseline: val('--baseline') ? path.resolve(String(val('--baseline'))) : undefined,
     render: has('--render'),
     out: path.resolve(val('--out') ?? path.join(repoRoot(), 'bench', 'results')),
   };
@@ -180,12 +191,21 @@ interface ContenderDef {
   kind: 'pack' | 'core' | 'express' | 'bare';
   store?: StoreKind;
   ackFirst?: boolean;
+  /** Runs the build given with --baseline. */
+  baseline?: boolean;
 }
 
 const CONTENDERS: Record<string, ContenderDef> = {
   pack: { id: 'pack', label: '(a) pack, file store (default)', kind: 'pack', store: 'default' },
   'pack-memory': { id: 'pack-memory', label: "(a') pack, memory store", kind: 'pack', store: 'memory' },
   'pack-redis': { id: 'pack-redis', label: "(a'') pack, Redis store", kind: 'pack', store: 'redis' },
+  'pack-baseline': {
+    id: 'pack-baseline',
+    label: '(a₀) pack, baseline build, file store',
+    kind: 'pack',
+    store: 'default',
+    baseline: true,
+  },
   core: { id: 'core', label: '(b) core nodes', kind: 'core' },
   express: { id: 'express', label: '(c) Express route', kind: 'express' },
   bare: { id: 'bare', label: '(d) bare node:http', kind: 'bare' },
@@ -330,7 +350,13 @@ async function startContender(def: ContenderDef, sc: Scenario, farUrl: string, o
     const profDir = path.join(o.out, 'prof');
     if (o.cpuProf && def.kind === 'pack') fs.mkdirSync(profDir, { recursive: true });
     const r = await startNodeRed(
-      { kind: def.kind, direction: sc.direction, mode: sc.mode, store: def.store },
+      {
+        kind: def.kind,
+        direction: sc.direction,
+        mode: sc.mode,
+        store: def.store,
+        build: def.baseline ? o.baseline : undefined,
+      },
       {
         farUrl,
         name,
@@ -537,6 +563,7 @@ async function runScenario(sc: Scenario, far: Far, o: Options): Promise<Scenario
     for (const id of o.contenders) {
       const def = CONTENDERS[id];
       if (!def) throw new Error(`unknown contender "${id}"`);
+      if (def.baseline && !o.baseline) throw new Error(`${id} runs the build given with --baseline DIR`);
       process.stdout.write(`  starting ${def.label} … `);
       const r = await startContender(def, sc, far.child.url, o);
       running.push(r);
@@ -870,6 +897,35 @@ function ratio(a: number, b: number): string {
   return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '–';
 }
 
+type TrialMetric = 'ackedPerS' | 'deliveredPerS' | 'cpuUsPerMsg';
+
+/**
+ * `a ÷ b` for a throughput figure, paired by round: each round runs every contender back to back, so the two
+ * trials of a round saw the same machine; the median of the rounds' ratios, and their range. On a shared machine
+ * whose speed drifts by tens of percent between minutes, this says more than the ratio of the two medians.
+ */
+function pairedRatio(
+  a: Pick<ContenderResult, 'trials'>,
+  b: Pick<ContenderResult, 'trials'>,
+  metric: TrialMetric,
+): { median: number; min: number; max: number; rounds: number } {
+  const rs: number[] = [];
+  for (const t of a.trials) {
+    const u = b.trials.find((x) => x.round === t.round);
+    if (u && u[metric] > 0 && Number.isFinite(t[metric])) rs.push(t[metric] / u[metric]);
+  }
+  if (!rs.length) return { median: NaN, min: NaN, max: NaN, rounds: 0 };
+  return { median: median(rs), min: Math.min(...rs), max: Math.max(...rs), rounds: rs.length };
+}
+
+/** A paired ratio as `1.23×`, with the rounds' range when there were several: `1.23× (1.10–1.31)`. */
+function pairedText(r: ReturnType<typeof pairedRatio>): string {
+  if (!r.rounds) return '–';
+  return r.rounds > 1
+    ? `${r.median.toFixed(2)}× (${r.min.toFixed(2)}–${r.max.toFixed(2)})`
+    : `${r.median.toFixed(2)}×`;
+}
+
 function targetsOf(
   results: ScenarioResult[],
   token: TokenResult | undefined,
@@ -881,34 +937,15 @@ function targetsOf(
     const core = s.contenders.find((c) => c.id === 'core');
     const express = s.contenders.find((c) => c.id === 'express');
     if (!pack) continue;
+    const vs = (c: ContenderResult, name: string, metric: TrialMetric, wanted: string, min: number): void => {
+      const r = pairedRatio(pack, c, metric);
+      t.push({ scenario: s.title, name, wanted, measured: pairedText(r), pass: r.median >= min });
+    };
     if (core) {
-      const r = pack.ackedPerS / core.ackedPerS;
-      t.push({
-        scenario: s.title,
-        name: 'acknowledged/s vs core nodes',
-        wanted: '≥ 1.5×',
-        measured: `${r.toFixed(2)}×`,
-        pass: r >= 1.5,
-      });
-      const d = pack.deliveredPerS / core.deliveredPerS;
-      t.push({
-        scenario: s.title,
-        name: 'delivered/s vs core nodes',
-        wanted: '≥ 2×',
-        measured: `${d.toFixed(2)}×`,
-        pass: d >= 2,
-      });
+      vs(core, 'acknowledged/s vs core nodes', 'ackedPerS', '≥ 1.5×', 1.5);
+      vs(core, 'delivered/s vs core nodes', 'deliveredPerS', '≥ 2×', 2);
     }
-    if (express) {
-      const r = pack.ackedPerS / express.ackedPerS;
-      t.push({
-        scenario: s.title,
-        name: 'acknowledged/s vs Express',
-        wanted: '≥ 0.90×',
-        measured: `${r.toFixed(2)}×`,
-        pass: r >= 0.9,
-      });
-    }
+    if (express) vs(express, 'acknowledged/s vs Express', 'ackedPerS', '≥ 0.90×', 0.9);
     if (pack.latency) {
       const p99 = pack.latency.latencyMs.p99;
       t.push({
@@ -971,7 +1008,7 @@ function markdown(
   );
   if (results.length) {
     L.push(
-      `Throughput: ${o.rounds} round(s) of ${o.durationS} s per contender (median), ${o.connections} connections, far side answering at once. ` +
+      `Throughput: ${o.rounds} round(s) of ${o.durationS} s per contender (the table: medians), ${o.connections} connections, far side answering at once. ` +
         `Latency: ${o.rate} msg/s for ${o.latencyS} s after 3 s of warm-up, far side answering in ${o.farDelayMs} ms.`,
     );
   }
@@ -993,15 +1030,18 @@ function markdown(
     const others = s.contenders.filter((c) => c.id !== 'pack' && !c.id.startsWith('pack'));
     const variants = s.contenders.filter((c) => c.id.startsWith('pack'));
     if (pack && others.length) {
-      L.push('', 'Ratios (pack with its default store ÷ contender; for p99 and RSS lower is better):', '');
+      L.push(
+        '',
+        'Ratios (pack with its default store ÷ contender; for CPU, p99 and RSS lower is better). Throughput and CPU: ' +
+          'the median of the rounds’ ratios (each round runs every contender back to back), the range over rounds in ' +
+          'brackets; p99 and RSS: one trial each.',
+        '',
+      );
       L.push('| pack ÷ | acked/s | delivered/s | CPU/msg | ack p99 | peak RSS |');
       L.push('|---|---:|---:|---:|---:|---:|');
       for (const c of others) {
         L.push(
-          `| ${c.label} | ${ratio(pack.ackedPerS, c.ackedPerS)} | ${ratio(pack.deliveredPerS, c.deliveredPerS)} | ${ratio(
-            pack.cpuUsPerMsg,
-            c.cpuUsPerMsg,
-          )} | ${ratio(pack.latency?.latencyMs.p99 ?? NaN, c.latency?.latencyMs.p99 ?? NaN)} | ${ratio(pack.peakRssMB, c.peakRssMB)} |`,
+          `| ${c.label} | ${pairedText(pairedRatio(pack, c, 'ackedPerS'))} | ${pairedText(pairedRatio(pack, c, 'deliveredPerS'))} | ${pairedText(pairedRatio(pack, c, 'cpuUsPerMsg'))} | ${ratio(pack.latency?.latencyMs.p99 ?? NaN, c.latency?.latencyMs.p99 ?? NaN)} | ${ratio(pack.peakRssMB, c.peakRssMB)} |`,
         );
       }
       for (const v of variants.filter((c) => c.id !== 'pack')) {
@@ -1009,8 +1049,10 @@ function markdown(
         const express = s.contenders.find((c) => c.id === 'express');
         L.push(
           '',
-          `${v.label}: acked/s ${ratio(v.ackedPerS, core?.ackedPerS ?? NaN)} core nodes, ${ratio(v.ackedPerS, express?.ackedPerS ?? NaN)} Express; ` +
-            `delivered/s ${ratio(v.deliveredPerS, core?.deliveredPerS ?? NaN)} core nodes.`,
+          `${v.label}: acked/s ${core ? pairedText(pairedRatio(v, core, 'ackedPerS')) : '–'} core nodes, ` +
+            `${express ? pairedText(pairedRatio(v, express, 'ackedPerS')) : '–'} Express; ` +
+            `delivered/s ${core ? pairedText(pairedRatio(v, core, 'deliveredPerS')) : '–'} core nodes; ` +
+            `CPU/msg ${pairedText(pairedRatio(v, pack, 'cpuUsPerMsg'))} of the default pack's.`,
         );
       }
     }

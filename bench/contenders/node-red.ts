@@ -37,6 +37,8 @@ export interface NodeRedContender {
   mode: PushMode;
   /** The pack's store (default: the property left out, as in a flow saved before it existed → file store). */
   store?: StoreKind;
+  /** The pack's dist directory, when not this build (the bench's --baseline). */
+  build?: string;
 }
 
 type Flow = Record<string, unknown>[];
@@ -59,13 +61,16 @@ export function nodeRedBin(): string {
   return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), 'red.js');
 }
 
-/** Installs this build as `@wxcx/node-red-wechat-cxone` in the user directory (symlinked), as a user would. */
-function linkPackageInto(userDir: string): void {
+/**
+ * Installs this build (or the dist directory `build`) as `@wxcx/node-red-wechat-cxone` in the user directory
+ * (symlinked), as a user would.
+ */
+function linkPackageInto(userDir: string, build = buildRoot): void {
   const root = findRepoRoot();
   const pkgDir = path.join(userDir, 'node_modules', '@wxcx', 'node-red-wechat-cxone');
   fs.mkdirSync(pkgDir, { recursive: true });
   fs.copyFileSync(path.join(root, 'package.json'), path.join(pkgDir, 'package.json'));
-  fs.symlinkSync(buildRoot, path.join(pkgDir, 'dist'), 'dir');
+  fs.symlinkSync(build, path.join(pkgDir, 'dist'), 'dir');
 }
 
 function packFlows(
@@ -502,7 +507,7 @@ export async function startNodeRed(c: NodeRedContender, o: StartNodeRedOptions):
     const { flows, creds } = packFlows(c, o.farUrl, redisPrefix ?? '');
     fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
     fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify(creds));
-    linkPackageInto(userDir);
+    linkPackageInto(userDir, c.build);
   } else {
     fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(coreFlows(c)));
   }

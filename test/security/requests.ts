@@ -283,6 +283,8 @@ export interface RawAnswer {
   text: string;
   /** The server closed the connection. */
   closed: boolean;
+  /** The wait ran out first: no final answer, and the server had not closed the connection. */
+  timedOut: boolean;
 }
 
 /**
@@ -298,14 +300,18 @@ export function rawRequest(
     const sock = net.connect(port, o.host ?? '127.0.0.1');
     const got: Buffer[] = [];
     let closed = false;
+    let timedOut = false;
     const finish = (): void => {
       clearTimeout(timer);
       sock.destroy();
       const text = Buffer.concat(got).toString('latin1');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-      resolve({ status: m ? Number(m[1]) : undefined, text, closed });
+      resolve({ status: m ? Number(m[1]) : undefined, text, closed, timedOut });
     };
-    const timer = setTimeout(finish, o.waitMs ?? 3000);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      finish();
+    }, o.waitMs ?? 3000);
     sock.on('data', (c: Buffer) => {
       got.push(c);
       // Done as soon as a final answer (not "100 Continue") has arrived whole: a kept-alive connection would

@@ -733,6 +733,8 @@ interface SoakPoint {
   messages: number;
   rssAfterGcMB: number;
   heapUsedMB: number;
+  /** V8's heap as committed (what of the RSS is V8's, used or not); absent in soaks before 2026-11-22 05:00. */
+  heapTotalMB?: number;
   externalMB: number;
   /** Size of the file store's log (the default store), MB; 0 for other stores. */
   storeLogMB: number;
@@ -792,6 +794,7 @@ async function soak(far: Far, o: Options): Promise<SoakResult> {
         messages,
         rssAfterGcMB: mb(m.memory.rss),
         heapUsedMB: mb(m.memory.heapUsed),
+        heapTotalMB: mb(m.memory.heapTotal),
         externalMB: mb(m.memory.external),
         storeLogMB: storeLogMB(r.userDir),
         at: new Date().toISOString(),
@@ -799,7 +802,7 @@ async function soak(far: Far, o: Options): Promise<SoakResult> {
       checkpoints.push(p);
       console.log(
         `  ${messages.toLocaleString('en').padStart(10)} messages: RSS after GC ${p.rssAfterGcMB.toFixed(1)} MB, ` +
-          `heap ${p.heapUsedMB.toFixed(1)} MB, store log ${p.storeLogMB.toFixed(1)} MB`,
+          `heap ${p.heapUsedMB.toFixed(1)} of ${p.heapTotalMB?.toFixed(1)} MB, store log ${p.storeLogMB.toFixed(1)} MB`,
       );
     };
     await point(0);
@@ -1079,13 +1082,14 @@ function markdown(
       '',
     );
     L.push(
-      '| messages | RSS after GC (MB) | heap used (MB) | external (MB) | file store log (MB) |',
-      '|---:|---:|---:|---:|---:|',
+      '| messages | RSS after GC (MB) | heap used (MB) | heap committed (MB) | external (MB) | file store log (MB) |',
+      '|---:|---:|---:|---:|---:|---:|',
     );
     for (const c of soakR.checkpoints)
       L.push(
         `| ${c.messages.toLocaleString('en')} | ${c.rssAfterGcMB.toFixed(1)} | ${c.heapUsedMB.toFixed(1)} | ` +
-          `${c.externalMB.toFixed(1)} | ${c.storeLogMB.toFixed(1)} |`,
+          `${c.heapTotalMB === undefined ? '–' : c.heapTotalMB.toFixed(1)} | ${c.externalMB.toFixed(1)} | ` +
+          `${c.storeLogMB.toFixed(1)} |`,
       );
     if (soakR.lost) L.push('', `${soakR.lost} message(s) acknowledged but not delivered.`);
   }

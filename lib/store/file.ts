@@ -32,7 +32,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fingerprintHex, MarkSet, parseFingerprintHex } from './marks';
-import { sweepStep } from './sweep';
+import { Sweeper } from './sweep';
 import type { Store } from './types';
 
 const LOG = 'data.log';
@@ -214,8 +214,8 @@ export class FileStore implements Store {
   private broken: Error | null = null;
   private closed = false;
   private heartbeat: NodeJS.Timeout | null = null;
-  /** Where the expiry sweep stands in `items` (see step). */
-  private cursor: IterableIterator<[string, Item]> | null = null;
+  /** Drops expired entries as changes go on (see step). */
+  private readonly sweeper = new Sweeper(this.items, (key) => this.drop(key));
   /** True while the log is read at open (see `apply`). */
   private loading = false;
   private readonly lockNonce = Math.random().toString(36).slice(2);
@@ -711,15 +711,13 @@ export class FileStore implements Store {
     return it;
   }
 
-  private readonly dropItem = (key: string): void => this.drop(key);
-
   /**
    * Drops expired entries as changes go on, a few per change; taken after every change, so that the cursor never
    * holds on to a table the Map has left (lib/store/sweep.ts).
    */
   private step(): void {
     const now = Date.now();
-    this.cursor = sweepStep(this.items, this.cursor, now, this.dropItem);
+    this.sweeper.step(now);
     // Expired marks make room for new ones as they are met; a full pass once a minute returns the rest.
     if (now - this.marksSweptAt >= 60_000) {
       this.marksSweptAt = now;
@@ -808,7 +806,7 @@ export class FileStore implements Store {
         this.drop(k); // expired: gone from memory now (the log forgets it when compacted)
       else if (k.startsWith(prefix)) out.push([k, it.value]);
     }
-    this.cursor = null; // the sweep's pass is done too
+    this.sweeper.reset(); // the sweep's pass is done too
     return Promise.resolve(out);
   }
 
@@ -864,7 +862,7 @@ export class FileStore implements Store {
       this.fd = -1;
     }
     this.items.clear();
-    this.cursor = null;
+    this.sweeper.reset();
     this.marks.clear();
     this.unlock();
   }

@@ -1,5 +1,5 @@
 /** The memory backend: one process, nothing survives a restart. For tests and for users who ask for it. */
-import { sweepStep } from './sweep';
+import { Sweeper } from './sweep';
 import type { Store } from './types';
 
 interface Item {
@@ -10,8 +10,8 @@ interface Item {
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private readonly items = new Map<string, Item>();
-  /** Where the expiry sweep stands in `items` (a Map iterator sees deletions and later insertions). */
-  private cursor: IterableIterator<[string, Item]> | null = null;
+  /** Drops expired items as changes go on, so a long-running process does not grow without bound. */
+  private readonly sweeper = new Sweeper(this.items, (key) => void this.items.delete(key));
 
   private live(key: string, now = Date.now()): Item | undefined {
     const it = this.items.get(key);
@@ -24,14 +24,9 @@ export class MemoryStore implements Store {
     return it;
   }
 
-  private readonly dropItem = (key: string): void => void this.items.delete(key);
-
-  /**
-   * Drops expired items as changes go on (a few per change), so a long-running process does not grow without bound;
-   * taken after every change, so that the cursor never holds on to a table the Map has left (lib/store/sweep.ts).
-   */
+  /** After every change, so that the sweep's cursor never holds on to a table the Map has left (lib/store/sweep.ts). */
   private step(): void {
-    this.cursor = sweepStep(this.items, this.cursor, Date.now(), this.dropItem);
+    this.sweeper.step(Date.now());
   }
 
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
@@ -81,7 +76,7 @@ export class MemoryStore implements Store {
       if (it.expires <= now) this.items.delete(k);
       else if (k.startsWith(prefix)) out.push([k, it.value]);
     }
-    this.cursor = null; // the sweep's pass is done too
+    this.sweeper.reset(); // the sweep's pass is done too
     return Promise.resolve(out);
   }
 
@@ -92,7 +87,7 @@ export class MemoryStore implements Store {
 
   close(): Promise<void> {
     this.items.clear();
-    this.cursor = null;
+    this.sweeper.reset();
     return Promise.resolve();
   }
 }

@@ -63,21 +63,55 @@ describe('dedupe marks', function () {
       assert.ok(m.bytes < bytes);
     });
 
-    it('entries() walks a copy: marks added while it runs do not disturb it', function () {
+    it("keeps a large table in blocks below glibc's mmap threshold (128 KiB)", function () {
+      const m = new MarkSet();
+      const now = 1_800_000_000_000;
+      for (let i = 0; i < 300_000; i++) m.add(`k${i}`, now + 3_600_000, now);
+      assert.ok(m.bytes > 4 * 1024 * 1024, `${m.bytes} bytes`);
+      assert.ok(m.largestBlock <= 96 * 1024, `largest block ${m.largestBlock} bytes`);
+      // Every slot of every block is reachable: each mark is found, and the walk yields each once.
+      let n = 0;
+      for (const [, , exp] of m.entries(now)) n += exp === Math.ceil((now + 3_600_000) / 1000) * 1000 ? 1 : 0;
+      assert.equal(n, 300_000);
+    });
+
+    it('entries() yields each mark live at the call once, while marks are added and deleted and the table grows', function () {
       const m = new MarkSet();
       const now = Date.now();
-      for (let i = 0; i < 2_000; i++) m.add(`k${i}`, now + 60_000, now);
-      const seen = new Set<string>();
+      const key = new Map<string, string>();
+      const fp = (k: string): string => {
+        const [hi, lo] = fingerprint(k);
+        const f = `${hi}:${lo}`;
+        key.set(f, k);
+        return f;
+      };
+      for (let i = 0; i < 20_000; i++) m.add(`k${i}`, now + 60_000, now);
+      for (let i = 0; i < 20_000; i++) fp(`k${i}`);
+      const seen = new Map<string, number>();
       let n = 0;
+      let added = 0;
+      let deleted = 0;
+      const bytes = m.bytes;
       for (const [hi, lo] of m.entries(now)) {
-        seen.add(`${hi}:${lo}`);
-        if (n++ < 5_000) m.add(`more${n}`, now + 60_000, now); // grows the table meanwhile
+        seen.set(`${hi}:${lo}`, (seen.get(`${hi}:${lo}`) ?? 0) + 1);
+        n++;
+        // Meanwhile: new marks (the table grows past its first size) and deletes of marks walked or not yet.
+        if (added < 30_000) m.add(`more${++added}`, now + 60_000, now);
+        if (n % 10 === 0 && m.delete(`k${n}`)) deleted++;
+        fp(`more${added}`);
       }
-      assert.equal(seen.size, 2_000);
-      for (let i = 0; i < 2_000; i += 50) {
-        const [hi, lo] = fingerprint(`k${i}`);
-        assert.ok(seen.has(`${hi}:${lo}`));
+      assert.ok(m.bytes > bytes, 'the table grew during the walk');
+      for (const [f, count] of seen) {
+        assert.equal(count, 1, `${key.get(f)} yielded ${count} times`);
+        assert.ok(key.has(f), 'a mark nobody set');
       }
+      for (let i = 0; i < 20_000; i++) {
+        if (i % 10 === 0 && i > 0) continue; // deleted meanwhile: yielded or not
+        assert.ok(seen.has(fp(`k${i}`)), `k${i} was live at the call and not yielded`);
+      }
+      assert.ok(deleted > 100, `${deleted} deleted`);
+      assert.equal(m.size, 20_000 + added - deleted, 'the table itself kept every change');
+      for (let i = 1; i <= added; i += 97) assert.equal(m.has(`more${i}`, now), true);
     });
   });
 

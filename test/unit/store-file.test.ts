@@ -273,6 +273,61 @@ describe('store: file', function () {
     assert.match((await b.get('churn'))!, /^59:z{2000}$/);
   });
 
+  it("reads and writes in pieces below glibc's mmap threshold: 400 KB records, a 6 MB log, a torn record across read pieces", async function () {
+    const dir = tmpDir();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fsMod = require('node:fs') as typeof fs;
+    const orig = { write: fsMod.write, writev: fsMod.writev };
+    let largest = 0;
+    let written = 0;
+    (fsMod as { write: unknown }).write = (fd: number, buf: Buffer, ...rest: unknown[]) => {
+      if (Buffer.isBuffer(buf)) largest = Math.max(largest, buf.length);
+      return (orig.write as (...a: unknown[]) => void)(fd, buf, ...rest);
+    };
+    (fsMod as { writev: unknown }).writev = (fd: number, bufs: Buffer[], ...rest: unknown[]) => {
+      for (const b of bufs) largest = Math.max(largest, b.length);
+      written += bufs.reduce((n, b) => n + b.length, 0);
+      return (orig.writev as (...a: unknown[]) => void)(fd, bufs, ...rest);
+    };
+    // Emoji (two characters, four bytes) after 0–3 ASCII characters: a piece boundary falls on every position of a
+    // surrogate pair; CJK: three bytes a character.
+    const want = new Map<string, string>();
+    for (let p = 0; p < 4; p++) want.set(`emoji${p}`, 'x'.repeat(p) + '😀'.repeat(100_000));
+    want.set('cjk', '你好，我的订单还没有到'.repeat(12_000));
+    let a: FileStore;
+    try {
+      a = await FileStore.open(dir, { compactMinBytes: 3_000_000 });
+      await Promise.all([...want].map(([k, v]) => a.set(k, v))); // one batch of about 2 MB
+      for (let i = 0; a.compactions < 1 && i < 200; i++) await a.set('churn', `${i}:${'z'.repeat(100_000)}`);
+      assert.ok(a.compactions >= 1, 'compacted');
+      await a.set('after', 'compaction');
+      for (const [k, v] of want) assert.equal(await a.get(k), v, k);
+      await a.close();
+    } finally {
+      Object.assign(fsMod, orig);
+    }
+    assert.ok(written > 6_000_000, `${written} bytes written`);
+    assert.ok(largest > 0 && largest <= 48 * 1024, `largest write ${largest} bytes`);
+    // A torn last record of 300 KB: it spans several of recovery's read pieces.
+    const file = path.join(dir, 'data.log');
+    const before = fs.statSync(file).size;
+    fs.appendFileSync(file, '1234abcdS0:5:torn' + '😀'.repeat(75_000));
+    const warnings: string[] = [];
+    const b = await FileStore.open(dir, { onWarning: (m) => warnings.push(m) });
+    open.push(b);
+    assert.match(warnings.join(), /incomplete last record \(300017 bytes\)/);
+    assert.equal(fs.statSync(file).size, before);
+    for (const [k, v] of want) assert.equal(await b.get(k), v, k);
+    assert.equal(await b.get('after'), 'compaction');
+    assert.equal(await b.get('torn'), undefined);
+    await b.set('next', 'one');
+    await b.close();
+    const c = await FileStore.open(dir);
+    open.push(c);
+    assert.equal(await c.get('next'), 'one');
+    assert.equal((await c.get('emoji3'))!.length, 200_003);
+  });
+
   describe('expiry sweep', function () {
     // No compaction meanwhile: its snapshot would count as memory held.
     sweepBehaviour(async () => {
@@ -384,7 +439,7 @@ describe('store: file', function () {
     open.push(s);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const fsMod = require('node:fs') as typeof fs;
-    const orig = { fdatasync: fsMod.fdatasync, write: fsMod.write };
+    const orig = { fdatasync: fsMod.fdatasync, write: fsMod.write, writev: fsMod.writev };
     let syncs = 0;
     let writes = 0;
     (fsMod as { fdatasync: unknown }).fdatasync = (...args: unknown[]) => {
@@ -394,6 +449,10 @@ describe('store: file', function () {
     (fsMod as { write: unknown }).write = (...args: unknown[]) => {
       writes++;
       return (orig.write as (...a: unknown[]) => void)(...args);
+    };
+    (fsMod as { writev: unknown }).writev = (...args: unknown[]) => {
+      writes++;
+      return (orig.writev as (...a: unknown[]) => void)(...args);
     };
     try {
       const t0 = Date.now();

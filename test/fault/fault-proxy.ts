@@ -35,6 +35,12 @@ export class FaultProxy {
   readonly injected = new Map<number, number>();
   refusalsGiven = 0;
   forwarded = 0;
+  /**
+   * Every call, with when its request was complete here and when its answer was (undefined: never, e.g. the
+   * caller died first). A call held by a slow window is forwarded even if its caller has died meanwhile, as a far
+   * side that has taken a request carries it out: what was in flight at a kill can be told from this log.
+   */
+  readonly calls: { key: string; body: Buffer; at: number; answeredAt?: number }[] = [];
   port = 0;
 
   constructor(private readonly target: string) {}
@@ -87,6 +93,9 @@ export class FaultProxy {
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
     const key = `${req.method ?? 'GET'} ${(req.url ?? '/').split('?')[0]}`;
+    const call: (typeof this.calls)[number] = { key, body, at: Date.now() };
+    this.calls.push(call);
+    res.on('finish', () => (call.answeredAt = Date.now()));
     const refusal = this.refusals.find((r) => r.remaining > 0 && r.match.test(key));
     if (refusal) {
       refusal.remaining--;

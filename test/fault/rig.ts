@@ -410,6 +410,8 @@ export interface Tally {
   acknowledged: number;
   delivered: number;
   duplicates: number;
+  /** The markers delivered more than once. */
+  duplicated: string[];
   outOfOrder: number;
   /** Out of order because a journal replay after a kill joined its conversation late (allowed, ADR 0006). */
   reorderedByReplay: number;
@@ -464,6 +466,7 @@ function tallyOf(
     acknowledged: acked.length,
     delivered: seen.size,
     duplicates,
+    duplicated: [...count].filter(([, c]) => c > 1).map(([m]) => m),
     outOfOrder,
     reorderedByReplay,
     missing,
@@ -551,6 +554,28 @@ export function deliveries(far: Far, ledger: Ledger) {
     if (p) outbound.push({ marker: ledger.marker(p.conv, p.n), ...p, at: m.at });
   }
   return { inbound, outbound, cxoneRepeats };
+}
+
+/**
+ * The ledger's agent replies that were in flight to WeChat around a kill: their call had reached the far side by
+ * the time the killed process was gone (`deadAt`), and its answer came no earlier than 200 ms before the kill began
+ * (`killAt`: an answer just before it may not have been recorded). Only these may be sent twice: the killed
+ * instance cannot know whether they were carried out, and the one that takes over its conversation sends them again.
+ */
+export function repliesInFlight(far: Far, ledger: Ledger, killAt: number, deadAt: number): Set<string> {
+  const out = new Set<string>();
+  for (const c of far.wxFaults.calls) {
+    if (!WECHAT_SEND.test(c.key) || c.at > deadAt) continue;
+    if (c.answeredAt !== undefined && c.answeredAt < killAt - 200) continue;
+    try {
+      const content = (JSON.parse(c.body.toString('utf8')) as { text?: { content?: unknown } }).text?.content;
+      const p = typeof content === 'string' ? ledger.parse(content) : null;
+      if (p) out.add(ledger.marker(p.conv, p.n));
+    } catch {
+      // not a text message of ours
+    }
+  }
+  return out;
 }
 
 /** Waits until every queue is empty on the instances still running and the far sides stopped changing. */

@@ -352,8 +352,17 @@ describe(`security: fuzz, ${RUNS} generated and mutated requests per endpoint ag
       const total = reports.reduce((n, r) => n + r.requests, 0);
       console.log(
         `      total: ${total} requests, 0 crashes, 0 messages emitted for refused requests ` +
-          `(${reusedResets} sent again after the keep-alive race)`,
+          `(sent again on a new connection: ${reusedResets} after the keep-alive race, ${cutOffResets} oversized ` +
+          `ones the server cut off while they were written)`,
       );
+      if (resetAfter.size)
+        console.log(
+          `      keep-alive races (the request before on the connection → the one reset): ${[...resetAfter]
+            .sort((x, y) => y[1] - x[1])
+            .slice(0, 12)
+            .map(([k, n]) => `${k}×${n}`)
+            .join(', ')}`,
+        );
     }
   });
 
@@ -361,6 +370,10 @@ describe(`security: fuzz, ${RUNS} generated and mutated requests per endpoint ag
   const lastRaw = new WeakMap<FuzzRequest, string>();
   /** Requests sent again because the server had just closed the kept-alive connection they went out on. */
   let reusedResets = 0;
+  /** Requests sent again because the server cut them off on a kept-alive connection (oversized: 413, 431). */
+  let cutOffResets = 0;
+  /** For the races: the request before on the connection → the one reset, by their mutations. */
+  const resetAfter = new Map<string, number>();
   /**
    * Sends one request; the status, 'closed' (raw: the server closed without answering), 'gave-up' (raw: no final
    * answer within the wait; the server may still take the request and answer later, as it would for a client that
@@ -396,7 +409,17 @@ describe(`security: fuzz, ${RUNS} generated and mutated requests per endpoint ag
         timeoutMs: 20_000,
         // Sent again only when that cannot emit a second message: it does not emit, or it must be refused (then an
         // emission from either copy is caught as one for a refused request).
-        onReusedReset: req.emits && req.expect !== 'refuse' ? undefined : () => reusedResets++,
+        onReusedReset:
+          req.emits && req.expect !== 'refuse'
+            ? undefined
+            : (h) => {
+                // An oversized request is cut off by the server while it is still being written: not a race.
+                if (cutOff(req)) return void cutOffResets++;
+                reusedResets++;
+                const before = h.length >= 2 ? h[h.length - 2].replace(/^\S+ \S+ /, '') : '(none)';
+                const k = `${before} → [${req.mutations.join(',')}]`;
+                resetAfter.set(k, (resetAfter.get(k) ?? 0) + 1);
+              },
         label: `${req.method} ${req.path.slice(0, 60)} [${req.mutations.join(',')}]`,
       });
       return a.status;

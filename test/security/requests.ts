@@ -209,7 +209,7 @@ export interface SendOptions {
    * Told when a kept-alive connection was closed by the server just as this request went out on it (the known
    * race of keep-alive; Node's docs advise a retry): the request is then sent again once, on a new connection.
    */
-  onReusedReset?: () => void;
+  onReusedReset?: (history: string[]) => void;
   /** A label kept on the socket, so a failure can name the request that used the socket before. */
   label?: string;
 }
@@ -257,7 +257,7 @@ export function send(url: string, o: SendOptions = {}): Promise<Answer> {
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (o.label) err.message += ` [socket history: ${historyOf(req).join(' | ')}]`;
       if (o.onReusedReset && req.reusedSocket && err.code === 'ECONNRESET') {
-        o.onReusedReset();
+        o.onReusedReset(historyOf(req));
         send(url, { ...o, agent: undefined, onReusedReset: undefined }).then(
           resolve,
           (e: NodeJS.ErrnoException) => {

@@ -549,8 +549,7 @@ export function deliveries(far: Far, ledger: Ledger) {
   }
   const outbound: { marker: string; conv: string; n: number; at: number }[] = [];
   for (const m of far.wx.api.inbox) {
-    const content = (m.body.text as { content?: unknown } | undefined)?.content;
-    const p = typeof content === 'string' ? ledger.parse(content) : null;
+    const p = replyOf(ledger, m.body);
     if (p) outbound.push({ marker: ledger.marker(p.conv, p.n), ...p, at: m.at });
   }
   return { inbound, outbound, cxoneRepeats };
@@ -567,15 +566,22 @@ export function repliesInFlight(far: Far, ledger: Ledger, killAt: number, deadAt
   for (const c of far.wxFaults.calls) {
     if (!WECHAT_SEND.test(c.key) || c.at > deadAt) continue;
     if (c.answeredAt !== undefined && c.answeredAt < killAt - 200) continue;
+    let body: unknown;
     try {
-      const content = (JSON.parse(c.body.toString('utf8')) as { text?: { content?: unknown } }).text?.content;
-      const p = typeof content === 'string' ? ledger.parse(content) : null;
-      if (p) out.add(ledger.marker(p.conv, p.n));
+      body = JSON.parse(c.body.toString('utf8'));
     } catch {
-      // not a text message of ours
+      continue; // not JSON: not a message of ours
     }
+    const p = replyOf(ledger, body);
+    if (p) out.add(ledger.marker(p.conv, p.n));
   }
   return out;
+}
+
+/** The ledger's reply a customer-service send (its JSON body) carries, if any. */
+function replyOf(ledger: Ledger, body: unknown): { conv: string; n: number } | null {
+  const content = (body as { text?: { content?: unknown } } | null)?.text?.content;
+  return typeof content === 'string' ? ledger.parse(content) : null;
 }
 
 /** Waits until every queue is empty on the instances still running and the far sides stopped changing. */

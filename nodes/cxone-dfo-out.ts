@@ -21,16 +21,20 @@ import {
 } from '../lib/cxone/dfo';
 import { outboundPolicyOf } from '../lib/http/outbound-guard';
 import { createOutbox, type AttemptOutcome, type OutboxJob, type OutboxResult } from '../lib/outbox';
+import type { JsonText } from '../lib/outbox/codec';
 import type { CxoneConfigNode, CxoneOutDef } from './defs';
-import { outboxPolicyOf, plainCopy, safeMessage } from './shared';
+import { keptMsg, outboxPolicyOf, plainCopy, safeMessage } from './shared';
 import { healthFor, journalDone } from './store';
 import type { DoneFn, Node, NodeAPI, NodeMessage, NodeStatus, SendFn } from './types';
 
 const NS = 'cxone-dfo-out';
 const STATUS_INTERVAL_MS = 500;
 
-/** What the outbox keeps per job: the call, and a plain copy of the input msg for the output after a restart. */
-type OutJob = DfoJob & { msg?: Record<string, unknown> };
+/**
+ * What the outbox keeps per job: the call, and a plain copy of the input msg for the output after a restart (its JSON
+ * text in a job of this run, the object a stored record gives back after a restart).
+ */
+type OutJob = DfoJob & { msg?: JsonText | Record<string, unknown> };
 
 interface Pending {
   msg: NodeMessage;
@@ -159,7 +163,8 @@ export = function register(RED: NodeAPI): void {
       attempt.forget(r.job.id);
       const job = r.job.payload;
       // The live msg; after a restart, the plain copy the job kept.
-      const msg: NodeMessage = entry?.msg ?? job.msg ?? { _msgid: RED.util.generateId(), payload: null };
+      const msg: NodeMessage = entry?.msg ??
+        keptMsg(job.msg) ?? { _msgid: RED.util.generateId(), payload: null };
       const send: SendFn = entry?.send ?? ((m) => node.send(m));
       const base = { action: job.action, channelId: job.channelId, attempts: r.job.attempts };
       if (r.status === 'delivered' && r.outcome.kind === 'delivered') {

@@ -1,6 +1,7 @@
 /** What the six node adapters share: claiming HTTP routes through the registry, and naming nodes in messages. */
 import { routeRegistry, type Claim, type RouteDef, type RouteRegistry } from '../lib/http/registry';
 import { DEFAULT_POLICY, type OutboxPolicy } from '../lib/outbox';
+import { encodeJson, JsonText } from '../lib/outbox/codec';
 import type { OutboxPolicyDef } from './defs';
 import type { Node, NodeAPI, NodeMessage } from './types';
 
@@ -82,22 +83,24 @@ export function safeMessage(err: unknown): string {
 
 /**
  * A JSON-safe copy of `msg` for an outbox job, without the payload's bytes: no req/res, no Buffers, no functions,
- * no cycles. If it cannot be made, `_msgid` and `topic` with `fallback` (used by both `-out` nodes).
+ * no cycles; kept as its JSON text (`JsonText`: the job's record takes the text as it is, and it is parsed only
+ * when the msg is needed after a restart or a redeploy). If it cannot be made, `_msgid` and `topic` with
+ * `fallback` (used by both `-out` nodes).
  */
-export function plainCopy(msg: NodeMessage, fallback: Record<string, unknown> = {}): Record<string, unknown> {
+export function plainCopy(msg: NodeMessage, fallback: Record<string, unknown> = {}): JsonText {
   // Fast pass (a replacer function makes JSON.stringify several times slower): nearly every msg has no req/res,
   // no Buffer and no cycle. A Buffer shows as its toJSON form; a cycle throws; either takes the careful pass.
   if (msg.req === undefined && msg.res === undefined) {
     try {
       const text = JSON.stringify(msg);
-      if (!text.includes('{"type":"Buffer","data":[')) return JSON.parse(text) as Record<string, unknown>;
+      if (!text.includes('{"type":"Buffer","data":[')) return new JsonText(text);
     } catch {
       /* a cycle or a BigInt: the careful pass below */
     }
   }
   const seen = new WeakSet<object>();
   try {
-    return JSON.parse(
+    return new JsonText(
       JSON.stringify(msg, function (this: unknown, key: string, value: unknown) {
         if (this === msg && (key === 'req' || key === 'res')) return undefined;
         if (value && typeof value === 'object') {
@@ -108,10 +111,23 @@ export function plainCopy(msg: NodeMessage, fallback: Record<string, unknown> = 
         }
         return typeof value === 'function' ? undefined : value;
       }),
-    ) as Record<string, unknown>;
+    );
   } catch {
-    return { _msgid: msg._msgid, topic: msg.topic, ...fallback };
+    // The careful encoder: a topic that plain JSON refuses must not fail the message here either.
+    return new JsonText(encodeJson({ _msgid: msg._msgid, topic: msg.topic, ...fallback }));
   }
+}
+
+/** The msg an outbox job kept: its text parsed (a job of this run), or the object a stored record gave back. */
+export function keptMsg(kept: unknown): NodeMessage | undefined {
+  if (kept instanceof JsonText) {
+    try {
+      return kept.value<NodeMessage>();
+    } catch {
+      return undefined;
+    }
+  }
+  return kept && typeof kept === 'object' ? (kept as NodeMessage) : undefined;
 }
 
 /** A number property from the editor within [min, max], else `def`. */

@@ -11,6 +11,7 @@
  *   `this.error(message, msg)` for Catch nodes. Every other msg property (`msg.cxone` …) passes through.
  */
 import { createOutbox, type Outbox, type OutboxResult } from '../lib/outbox';
+import type { JsonText } from '../lib/outbox/codec';
 import type { Attempt } from '../lib/outbox/types';
 import type { Delivery } from '../lib/conversation';
 import { createWechatAttempt } from '../lib/wechat/api/attempt';
@@ -19,7 +20,7 @@ import { planSend, type WechatSendPlan } from '../lib/wechat/api/messages';
 import type { OutboxPolicyDef, WechatOutDef } from './defs';
 import type { WechatConfigNode } from './defs';
 import { healthFor, journalDone } from './store';
-import { outboxPolicyOf, plainCopy } from './shared';
+import { keptMsg, outboxPolicyOf, plainCopy } from './shared';
 import { passiveReply } from './wechat-passive';
 import type { DoneFn, Node, NodeAPI, NodeMessage, NodeStatus, SendFn } from './types';
 
@@ -34,8 +35,11 @@ interface WechatOutDefEx extends WechatOutDef, OutboxPolicyDef {
 /** What the outbox keeps per input msg. */
 interface JobPayload {
   plan: WechatSendPlan;
-  /** A plain copy of the input msg (for the output after a restart; the live msg is used when available). */
-  msg: Record<string, unknown>;
+  /**
+   * A plain copy of the input msg (for the output after a restart; the live msg is used when available): its JSON
+   * text in a job of this run, the object a stored record gives back after a restart.
+   */
+  msg: JsonText | Record<string, unknown>;
 }
 
 /** The queue's depth is redrawn at most this often. */
@@ -135,7 +139,7 @@ export = function register(RED: NodeAPI): void {
 
     const onResult = (r: OutboxResult<JobPayload>): void => {
       const id = r.job.id;
-      const msg: NodeMessage = pending.get(id) ?? r.job.payload?.msg ?? {};
+      const msg: NodeMessage = pending.get(id) ?? keptMsg(r.job.payload?.msg) ?? {};
       pending.delete(id);
       const attempts = r.job.attempts;
       const typing = r.job.payload?.plan?.typing === true;

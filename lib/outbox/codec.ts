@@ -4,9 +4,66 @@
  * the message: the second pass drops cycles and event emitters (sockets, requests, responses) and turns BigInts
  * into strings. Functions and symbols are dropped, as JSON does.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 const TAG = '$wxcxBuffer';
+
+/**
+ * A value already encoded, kept as its JSON text: one string in memory instead of an object tree, and written by
+ * `encodeJson` as it is instead of being parsed and encoded again (the msg copy an `-out` node keeps with its
+ * outbox job: a stringify and a parse a message, and a tree that lived as long as the delivery). The record is the
+ * same JSON as with the object in its place, so records written before and after decode alike. Elsewhere
+ * (`JSON.stringify`, a debug view) it stands for its value.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+
+  /** The value, parsed (a new object each call). */
+  value<T = unknown>(): T {
+    return JSON.parse(this.text) as T;
+  }
+
+  toJSON(): unknown {
+    if (!slots) return this.value();
+    const token = `${SLOT}${slots.length}`;
+    slots.push(this.text);
+    return token;
+  }
+}
+
+/** The texts of the encode under way, in the order JSON.stringify met them; null outside `encodeJson`. */
+let slots: string[] | null = null;
+/** Stands for a slot in the output until it is spliced in; the random part keeps a string value from forging it. */
+const SLOT = `\u0000wxcx-json-${randomBytes(6).toString('hex')}:`;
+
+/** `JSON.stringify` with the JsonText values' texts in their places. */
+function stringifyWith(
+  value: unknown,
+  replacer?: (this: Record<string, unknown>, k: string, v: unknown) => unknown,
+): string {
+  const own: string[] = [];
+  const outer = slots;
+  slots = own;
+  let out: string;
+  try {
+    out = JSON.stringify(value, replacer);
+  } finally {
+    slots = outer;
+  }
+  if (!own.length || out === undefined) return out;
+  const parts: string[] = [];
+  let from = 0;
+  for (let i = 0; i < own.length; i++) {
+    const token = JSON.stringify(`${SLOT}${i}`);
+    const at = out.indexOf(token, from);
+    if (at < 0) throw new Error('an encoded part went missing'); // cannot happen: each slot is written once
+    parts.push(out.slice(from, at), own[i]);
+    from = at + token.length;
+  }
+  parts.push(out.slice(from));
+  return parts.join('');
+}
 
 function bufferReplacer(this: Record<string, unknown>, k: string, v: unknown): unknown {
   const orig = this[k];
@@ -25,12 +82,12 @@ export function encodeJson(value: unknown): string {
   try {
     // A replacer function makes JSON.stringify several times slower, and almost no message holds a Buffer: try
     // without one first (bench: this encode ran three times per message, 4 % of the pack's CPU).
-    const fast = JSON.stringify(value);
+    const fast = stringifyWith(value);
     if (fast === undefined || !NEEDS_REPLACER.test(fast)) return fast;
-    return JSON.stringify(value, bufferReplacer);
+    return stringifyWith(value, bufferReplacer);
   } catch {
     const seen = new WeakSet<object>();
-    return JSON.stringify(value, function (this: Record<string, unknown>, k: string, v: unknown) {
+    return stringifyWith(value, function (this: Record<string, unknown>, k: string, v: unknown) {
       const orig = this[k];
       if (Buffer.isBuffer(orig) || orig instanceof Uint8Array) return bufferReplacer.call(this, k, v);
       if (typeof v === 'bigint') return v.toString();

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createOutbox } from '../../lib/outbox';
+import { JsonText } from '../../lib/outbox/codec';
 import type { OutboxJob, OutboxResult } from '../../lib/outbox/types';
 import { FileStore } from '../../lib/store/file';
 import { outboxBehaviour } from './outbox-behaviour';
@@ -79,6 +80,43 @@ describe('outbox (file store)', function () {
     assert.ok(Buffer.isBuffer(got[0].payload.bin), 'Buffers come back as Buffers');
     assert.deepEqual([...got[0].payload.bin], [got[0].payload.n, 255]);
     assert.equal(await b.enqueue({ id: 'm1', key: 'odd', payload: { n: 1, bin: Buffer.alloc(0) } }), false);
+    await b.stop();
+    await s2.close();
+  });
+
+  it('a msg kept as JSON text is written into the record as JSON, and comes back as the object after a restart', async function () {
+    const dir = tmp();
+    const s1 = await FileStore.open(dir);
+    type P = { body: { n: number }; msg: unknown };
+    const a = createOutbox<P>({ name: 'q', store: s1 });
+    const msg = { _msgid: 'k1', payload: { text: '你好' }, wechat: { openid: 'o1' } };
+    assert.equal(
+      await a.enqueue({
+        id: 'm1',
+        key: 'o1',
+        payload: { body: { n: 1 }, msg: new JsonText(JSON.stringify(msg)) },
+      }),
+      true,
+    );
+    await s1.close();
+    const log = fs.readFileSync(path.join(dir, 'data.log'), 'utf8');
+    assert.ok(
+      log.includes('"msg":{"_msgid":"k1","payload":{"text":"你好"}'),
+      'the text spliced in as JSON, not as a string',
+    );
+
+    const s2 = await FileStore.open(dir);
+    const b = createOutbox<P>({ name: 'q', store: s2 });
+    const live: P[] = [];
+    b.start(
+      (job) => {
+        live.push(job.payload);
+        return Promise.resolve({ kind: 'delivered' });
+      },
+      () => undefined,
+    );
+    await until(() => live.length === 1);
+    assert.deepEqual(live[0], { body: { n: 1 }, msg });
     await b.stop();
     await s2.close();
   });

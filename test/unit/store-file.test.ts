@@ -470,6 +470,52 @@ describe('store: file', function () {
     assert.equal(lines.length, 5000);
   });
 
+  it('group commit over time: a write after a quiet spell goes at once; what follows waits groupCommitMs from its start and goes in one batch', async function () {
+    const dir = tmpDir();
+    const G = 1000;
+    const s = await FileStore.open(dir, { groupCommitMs: G });
+    open.push(s);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fsMod = require('node:fs') as typeof fs;
+    const orig = { write: fsMod.write, writev: fsMod.writev };
+    const batches: number[] = [];
+    const spy =
+      (f: (...a: unknown[]) => void) =>
+      (...args: unknown[]): void => {
+        batches.push(performance.now());
+        f(...args);
+      };
+    (fsMod as { write: unknown }).write = spy(orig.write as (...a: unknown[]) => void);
+    (fsMod as { writev: unknown }).writev = spy(orig.writev as (...a: unknown[]) => void);
+    try {
+      const t0 = performance.now();
+      await s.set('a', '1');
+      const first = performance.now() - t0;
+      // Changes made one after another while the group waits, as a message's next steps and other messages are.
+      const later: Promise<void>[] = [];
+      for (let i = 0; i < 10; i++) {
+        later.push(s.set(`b${i}`, String(i)));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await Promise.all(later);
+      const all = performance.now() - t0;
+      assert.equal(batches.length, 2, `two batches, not one per change (${batches.length})`);
+      assert.ok(first < G && first < all, `the first write did not wait for the group (${first} ms)`);
+      assert.ok(
+        batches[1] - batches[0] >= G - 5,
+        `the second batch began ${batches[1] - batches[0]} ms after the first`,
+      );
+    } finally {
+      Object.assign(fsMod, orig);
+    }
+    await s.close();
+    open.splice(open.indexOf(s), 1);
+    const again = await FileStore.open(dir);
+    open.push(again);
+    assert.equal(await again.get('a'), '1');
+    for (let i = 0; i < 10; i++) assert.equal(await again.get(`b${i}`), String(i));
+  });
+
   it('writes its log through an O_DSYNC descriptor (Linux), also after a compaction replaced the file', async function () {
     if (process.platform !== 'linux') this.skip();
     const dir = tmpDir();

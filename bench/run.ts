@@ -489,6 +489,8 @@ async function throughputTrial(
 
 interface LatencyTrial extends PacedResult {
   farDelayMs: number;
+  /** The contender's CPU (user + system) from the start of the paced load to the end of its drain, per request. */
+  cpuUsPerMsg: number;
   deliveredPerSDuring: number;
   lost: number;
 }
@@ -496,6 +498,7 @@ interface LatencyTrial extends PacedResult {
 async function latencyTrial(r: Running, sc: Scenario, far: Far, o: Options): Promise<LatencyTrial> {
   await far.delay(o.farDelayMs);
   const f0 = await far.delivered(sc.direction);
+  const m0 = await r.child.mem(false);
   const t0 = Date.now();
   const res = await sampled(
     [r],
@@ -514,9 +517,12 @@ async function latencyTrial(r: Running, sc: Scenario, far: Far, o: Options): Pro
   const f1 = await far.delivered(sc.direction);
   await far.delay(0);
   const total = await drain(far, sc.direction, f0, res.acked, 300_000);
+  const m1 = await r.child.mem(false);
   return {
     ...res,
     farDelayMs: o.farDelayMs,
+    // Includes the warm-up's requests: paced() counts them in `sent` too.
+    cpuUsPerMsg: res.sent > 0 ? ((m1.cpuMs - m0.cpuMs) * 1000) / res.sent : NaN,
     deliveredPerSDuring: (f1 - f0) / spanS,
     lost: Math.max(0, res.acked - total),
   };
@@ -595,7 +601,7 @@ async function runScenario(sc: Scenario, far: Far, o: Options): Promise<Scenario
       console.log(
         `  latency ${r.def.label.padEnd(40)} ${l.rate}/s, far ${l.farDelayMs} ms: p50 ${l.latencyMs.p50.toFixed(1)} ms` +
           `  p99 ${l.latencyMs.p99.toFixed(1)} ms  max ${l.latencyMs.max.toFixed(0)} ms` +
-          `  delivered ${l.deliveredPerSDuring.toFixed(0)}/s` +
+          `  delivered ${l.deliveredPerSDuring.toFixed(0)}/s  CPU ${l.cpuUsPerMsg.toFixed(0)} µs/msg` +
           (l.failed ? `  failed ${l.failed} ${JSON.stringify(l.statuses)}` : '') +
           (l.lost ? `  LOST ${l.lost}` : ''),
       );
@@ -1018,15 +1024,15 @@ function markdown(
   for (const s of results) {
     L.push('', `### ${s.title}`, '');
     L.push(
-      '| contender | acked/s | delivered/s | delivered/s in window | CPU µs/msg | ack p50 / p99 (ms) | delivered/s, far 300 ms | peak RSS (MB) | RSS after GC, start → end (MB) | lost |',
+      '| contender | acked/s | delivered/s | delivered/s in window | CPU µs/msg | ack p50 / p99 (ms) | delivered/s, far 300 ms | CPU µs/msg at 500/s | peak RSS (MB) | RSS after GC, start → end (MB) | lost |',
     );
-    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of s.contenders) {
       const l = c.latency;
       L.push(
         `| ${c.label} | ${fmt(c.ackedPerS)} | ${fmt(c.deliveredPerS)} | ${fmt(c.deliveredInWindowPerS)} | ${fmt(c.cpuUsPerMsg)} | ` +
           `${l ? `${fmt(l.latencyMs.p50, 1)} / ${fmt(l.latencyMs.p99, 1)}${l.failed ? ` (${l.failed} failed)` : ''}` : '–'} | ` +
-          `${l ? fmt(l.deliveredPerSDuring) : '–'} | ${fmt(c.peakRssMB)} | ${fmt(c.rssAfterGcStartMB)} → ${fmt(c.rssAfterGcEndMB)} | ${c.lost} |`,
+          `${l ? fmt(l.deliveredPerSDuring) : '–'} | ${l ? fmt(l.cpuUsPerMsg) : '–'} | ${fmt(c.peakRssMB)} | ${fmt(c.rssAfterGcStartMB)} → ${fmt(c.rssAfterGcEndMB)} | ${c.lost} |`,
       );
     }
     const pack = s.contenders.find((c) => c.id === 'pack');

@@ -9,7 +9,7 @@
  * log. Each setting runs in a fresh child process, the settings interleaved round by round (the machines this
  * runs on change speed between minutes); the table gives medians.
  *
- *   --group-commit-ms a,b   the FileStore settings to compare (default 0,2: none, and the default)
+ *   --group-commit-ms a,b   the FileStore settings to compare (default 0,2: none, as the store's default, and 2 ms)
  *   --rate N                messages per second (default 500)
  *   --messages N            measured messages per trial, after 2,000 of warm-up (default 10000)
  *   --rounds N              (default 3)

@@ -37,32 +37,43 @@ let slots: string[] | null = null;
 /** Stands for a slot in the output until it is spliced in; the random part keeps a string value from forging it. */
 const SLOT = `\u0000wxcx-json-${randomBytes(6).toString('hex')}:`;
 
+/** `JSON.stringify`, with the JsonText values met left as placeholders and their texts collected for `splice`. */
+function stringifyCollecting(
+  value: unknown,
+  replacer?: (this: Record<string, unknown>, k: string, v: unknown) => unknown,
+): { out: string; texts: string[] } {
+  const texts: string[] = [];
+  const outer = slots;
+  slots = texts;
+  try {
+    return { out: JSON.stringify(value, replacer), texts };
+  } finally {
+    slots = outer;
+  }
+}
+
+/** The output of `stringifyCollecting` with the JsonText values' texts in their places. */
+function splice({ out, texts }: { out: string; texts: string[] }): string {
+  if (!texts.length || out === undefined) return out;
+  const parts: string[] = [];
+  let from = 0;
+  for (let i = 0; i < texts.length; i++) {
+    const token = JSON.stringify(`${SLOT}${i}`);
+    const at = out.indexOf(token, from);
+    if (at < 0) throw new Error('an encoded part went missing'); // cannot happen: each slot is written once
+    parts.push(out.slice(from, at), texts[i]);
+    from = at + token.length;
+  }
+  parts.push(out.slice(from));
+  return parts.join('');
+}
+
 /** `JSON.stringify` with the JsonText values' texts in their places. */
 function stringifyWith(
   value: unknown,
   replacer?: (this: Record<string, unknown>, k: string, v: unknown) => unknown,
 ): string {
-  const own: string[] = [];
-  const outer = slots;
-  slots = own;
-  let out: string;
-  try {
-    out = JSON.stringify(value, replacer);
-  } finally {
-    slots = outer;
-  }
-  if (!own.length || out === undefined) return out;
-  const parts: string[] = [];
-  let from = 0;
-  for (let i = 0; i < own.length; i++) {
-    const token = JSON.stringify(`${SLOT}${i}`);
-    const at = out.indexOf(token, from);
-    if (at < 0) throw new Error('an encoded part went missing'); // cannot happen: each slot is written once
-    parts.push(out.slice(from, at), own[i]);
-    from = at + token.length;
-  }
-  parts.push(out.slice(from));
-  return parts.join('');
+  return splice(stringifyCollecting(value, replacer));
 }
 
 function bufferReplacer(this: Record<string, unknown>, k: string, v: unknown): unknown {
@@ -82,8 +93,10 @@ export function encodeJson(value: unknown): string {
   try {
     // A replacer function makes JSON.stringify several times slower, and almost no message holds a Buffer: try
     // without one first (bench: this encode ran three times per message, 4 % of the pack's CPU).
-    const fast = stringifyWith(value);
-    if (fast === undefined || !NEEDS_REPLACER.test(fast)) return fast;
+    // The test looks at the output before the JsonText values' texts are spliced in: they are encoded already (the
+    // replacer would not change them), and the msg copy's text was looked at when it was made.
+    const fast = stringifyCollecting(value);
+    if (fast.out === undefined || !NEEDS_REPLACER.test(fast.out)) return splice(fast);
     return stringifyWith(value, bufferReplacer);
   } catch {
     const seen = new WeakSet<object>();

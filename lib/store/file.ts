@@ -71,8 +71,8 @@ const READ_BYTES = 64 * 1024;
 /** A compaction's background work stops catching up with the tail once less than this is left. */
 const TAKEOVER_CHARS = 64 * 1024;
 /**
- * Group commit over time: off by default (ADR 0015: less CPU at a steady rate, but some runs' acknowledgements
- * much slower, not yet understood). See `FileStoreOptions.groupCommitMs`.
+ * Group commit over time: off by default (ADR 0015: less CPU at a steady rate, a worse acknowledgement p99 in most
+ * paired runs). See `FileStoreOptions.groupCommitMs`.
  */
 const GROUP_COMMIT_MS = 0;
 const GROUP_FULL_CHARS = 64 * 1024;
@@ -108,8 +108,8 @@ export interface FileStoreOptions {
    * after it began (unless 64 K characters wait already), so that what the batch before set off (a message's next
    * step) and other messages' changes go to disk together; the first write after a quiet spell goes at once. Each
    * durable write is a system call that, on a virtual machine, also notifies the host's disk: 2 ms took the file
-   * store's CPU per message at a steady 500 msg/s from 964 to 570 µs (`bench/store-path.ts`), but in some bench
-   * runs the pack's acknowledgements were several times slower with it (ADR 0015), so it is not the default yet.
+   * store's CPU per message at a steady 500 msg/s from 964 to 570 µs (`bench/store-path.ts`) and the pack's by about
+   * a fifth, but the acknowledgements' p99 was worse with it in 8 of 12 paired bench runs (ADR 0015): not the default.
    */
   groupCommitMs?: number;
   /** Called with what recovery found (torn records cut off, damaged records skipped). */

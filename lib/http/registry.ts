@@ -336,6 +336,36 @@ export class RouteRegistry {
   };
 
   /**
+   * The middleware placed first in the outermost app, ahead of Express's own query parser and request set-up
+   * (`routeRegistry` places it only when nothing mounted in front of the editor's app applies to node endpoints:
+   * docs/adr/0016-serve-from-the-front.md). It serves the routes the pre-hook would serve, a few Express layers
+   * sooner; everything else, and every route not learned yet, goes on as before.
+   */
+  readonly frontHook: Middleware = (req, res, next) => {
+    const full = req.url ?? '/';
+    const q = full.indexOf('?');
+    const fullPath = q >= 0 ? full.slice(0, q) : full;
+    const root = this.nodeRoot.endsWith('/') ? this.nodeRoot.slice(0, -1) : this.nodeRoot;
+    if (root && fullPath !== root && !fullPath.startsWith(root + '/')) {
+      next();
+      return;
+    }
+    const rel = fullPath.slice(root.length) || '/';
+    const m = this.match(rel, req.method ?? 'GET');
+    if (!m || 'allow' in m) {
+      next();
+      return;
+    }
+    if (this.servesEarly(m.route)) {
+      void this.serve(req, res, m, rel, q >= 0 ? full.slice(q + 1) : '');
+      return;
+    }
+    // Learned when it reaches the dispatcher untouched (also when the editor's app is not on its way).
+    (req as unknown as Record<symbol, unknown>)[PRE_SEEN] = m.route;
+    next();
+  };
+
+  /**
    * The middleware placed ahead of the editor's body parsers (see the file comment). `originalUrl` there is
    * the full path; only requests for our routes are touched: served here when `serveFromPreHook`, otherwise their
    * body is read here and they go on to the dispatcher.
@@ -447,6 +477,8 @@ interface AppLike extends MountableApp {
   router?: { stack?: { name?: string; handle?: unknown }[] };
   /** Express sets this on an app mounted in another one. */
   parent?: AppLike;
+  /** Express's setting getter (one argument). */
+  get?: (setting: string) => unknown;
 }
 
 const registries = new WeakMap<object, RouteRegistry>();
@@ -458,7 +490,13 @@ const registries = new WeakMap<object, RouteRegistry>();
 export function routeRegistry(
   httpNode: MountableApp,
   httpAdmin: MountableApp | null | undefined,
-  settings: { httpNodeRoot?: string | false | undefined; httpNodeAuth?: unknown; httpAuth?: unknown },
+  settings: {
+    httpNodeRoot?: string | false | undefined;
+    httpNodeAuth?: unknown;
+    httpAuth?: unknown;
+    httpAdminAuth?: unknown;
+    httpAdminMiddleware?: unknown;
+  },
 ): RouteRegistry {
   const existing = registries.get(httpNode);
   if (existing) return existing;
@@ -483,7 +521,35 @@ export function routeRegistry(
   // `RED.httpAdmin` is the runtime's admin app, itself mounted inside the editor's app, whose body parsers run
   // first. Walk up the apps it is mounted in and put the hook ahead of the parsers wherever they are.
   for (const app of adminApps) placeAheadOfBodyParsers(app, reg.preHook);
+  // The outermost app (red.js's, whose request handler the server calls): the front hook goes first in it when
+  // nothing in front of the editor's body parsers applies to node endpoints: no authentication (red.js mounts
+  // `httpAdminAuth` on this app, ahead of the editor's), no `httpAdminMiddleware` (the editor's app runs it
+  // ahead of its parsers), and no `trust proxy` (the client address would be the proxy's).
+  const top = adminApps[adminApps.length - 1];
+  if (
+    top &&
+    !top.parent &&
+    !settings.httpNodeAuth &&
+    !settings.httpAuth &&
+    !settings.httpAdminAuth &&
+    !settings.httpAdminMiddleware &&
+    adminApps.every((app) => typeof app.get !== 'function' || !app.get('trust proxy'))
+  ) {
+    placeFirst(top, reg.frontHook);
+  }
   return reg;
+}
+
+/** Puts `hook` first on `app`, ahead of Express's query parser and request set-up. */
+function placeFirst(app: AppLike, hook: Middleware): boolean {
+  app.use(hook);
+  const stack = app._router?.stack ?? app.router?.stack;
+  if (!Array.isArray(stack)) return false;
+  const mine = stack.findIndex((l) => l.handle === hook);
+  if (mine < 0) return false;
+  const [layer] = stack.splice(mine, 1);
+  stack.unshift(layer);
+  return true;
 }
 
 /**

@@ -99,10 +99,11 @@ describe('security: every admin route of the pack needs a permission', function 
     const { routes, uses } = routesOf(helper._httpAdmin);
     found = routes;
     // The helper's admin app starts with its own JSON and form parsers; ours adds only the route registry's
-    // pre-hook (it reads the raw body of our httpNode routes ahead of those parsers and answers nothing itself).
-    // Anything else would be a bare `use()` in front of every admin route.
+    // pre-hook (it reads the raw body of our httpNode routes ahead of those parsers) and its front hook (the
+    // outermost app's first layer, ADR 0016); both answer only the registry's own claimed node routes, never an
+    // admin path. Anything else would be a bare `use()` in front of every admin route.
     assert.deepEqual(
-      uses.filter((u) => !/^(query|expressInit|jsonParser|urlencodedParser|preHook)$/.test(u)),
+      uses.filter((u) => !/^(query|expressInit|jsonParser|urlencodedParser|preHook|frontHook)$/.test(u)),
       [],
       'no catch-all admin middleware',
     );

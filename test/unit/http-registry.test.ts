@@ -19,8 +19,11 @@ interface Rig {
   url: string;
   reg: RouteRegistry;
   admin: express.Express;
-  /** Paths that reached the editor's app past its body parsers, and paths that reached the node app. */
-  seen: { admin: string[]; node: string[] };
+  /**
+   * Paths that reached the outermost app's own middleware (mounted there first, as red.js's `httpAdminAuth`),
+   * the editor's app past its body parsers, and the node app.
+   */
+  seen: { top: string[]; admin: string[]; node: string[] };
   close(): Promise<void>;
 }
 
@@ -34,13 +37,25 @@ async function rig(
     adminRoot?: string;
     withAdmin?: boolean;
     between?: express.RequestHandler;
-    settings?: { httpNodeAuth?: unknown; httpAuth?: unknown };
+    settings?: {
+      httpNodeAuth?: unknown;
+      httpAuth?: unknown;
+      httpAdminAuth?: unknown;
+      httpAdminMiddleware?: unknown;
+    };
+    /** Express's `trust proxy` on the outermost app. */
+    trustProxy?: boolean;
   } = {},
 ): Promise<Rig> {
   const nodeRoot = opts.nodeRoot ?? '/';
   const adminRoot = opts.adminRoot ?? '/';
-  const seen: Rig['seen'] = { admin: [], node: [] };
+  const seen: Rig['seen'] = { top: [], admin: [], node: [] };
   const app = express();
+  if (opts.trustProxy) app.set('trust proxy', true);
+  app.use((req, _res, next) => {
+    seen.top.push(req.originalUrl);
+    next();
+  });
   const admin = express();
   admin.use(bodyParser.json({ limit: '5mb' }));
   admin.use(bodyParser.urlencoded({ limit: '5mb', extended: true }));
@@ -266,6 +281,46 @@ describe('route registry (lib/http/registry)', function () {
     const expected = ['/hook?x=0', '/hook/media/t0', '/hook', '/nobody'];
     assert.deepEqual(r.seen.admin, expected, 'the first of each route, and what is not ours, go on');
     assert.deepEqual(r.seen.node, expected);
+    // Served from the front: ahead of everything in the outermost app, Express's own set-up included.
+    assert.deepEqual(r.seen.top, ['/hook?x=0', '/hook/media/t0', '/hook', '/nobody']);
+  });
+
+  it('serves from the front of the outermost app only when nothing there or in the editor app applies to node endpoints', async () => {
+    const cases: { name: string; opts: Parameters<typeof rig>[0]; front: boolean }[] = [
+      { name: 'default settings', opts: {}, front: true },
+      {
+        name: 'httpAdminAuth',
+        opts: { settings: { httpAdminAuth: { user: 'u', pass: 'p' } } },
+        front: false,
+      },
+      {
+        name: 'httpAdminMiddleware',
+        opts: { settings: { httpAdminMiddleware: () => undefined } },
+        front: false,
+      },
+      { name: 'trust proxy', opts: { trustProxy: true }, front: false },
+    ];
+    for (const c of cases) {
+      r = await rig(c.opts);
+      r.reg.claim({
+        owner: 'n1',
+        label: 'n1',
+        basePath: '/hook',
+        routes: [{ method: 'POST', pattern: '', handler: echo }],
+      });
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${r.url}/hook?i=${i}`, { method: 'POST', body: 'x' });
+        assert.equal(((await res.json()) as any).raw, 'x', c.name);
+      }
+      assert.deepEqual(
+        r.seen.top,
+        c.front ? ['/hook?i=0'] : ['/hook?i=0', '/hook?i=1', '/hook?i=2'],
+        `${c.name}: what reached the outermost app's middleware`,
+      );
+      assert.deepEqual(r.seen.admin, ['/hook?i=0'], `${c.name}: the pre-hook still serves the learned route`);
+      await r.close();
+    }
+    r = await rig();
   });
 
   it('never takes requests from an admin route on the same path, even one added later', async () => {

@@ -29,6 +29,17 @@ export interface Store {
   scan(prefix: string): Promise<[string, string][]>;
   /** Releases connections and flushes what is pending; the store is not used afterwards. */
   close(): Promise<void>;
+  /**
+   * Optional (the file store): runs `fn` with the writes it makes deferrable, i.e. allowed to wait a few
+   * milliseconds for another write to go to disk with. They are still durable when their promises resolve. For
+   * steps nobody acknowledges a platform on; see `FileStore.deferWrites`.
+   */
+  deferWrites?<T>(fn: () => T): T;
+}
+
+/** Runs `fn` with the writes it makes on `store` deferrable where the store supports it (`Store.deferWrites`). */
+export function deferred<T>(store: Store, fn: () => T): T {
+  return store.deferWrites ? store.deferWrites(fn) : fn();
 }
 
 /** Every write on a durable store is durable (on disk, or acknowledged by Redis) when its promise resolves. */

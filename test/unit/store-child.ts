@@ -5,6 +5,7 @@
  *   node store-child.js <dir> <mode> [count]
  *   mode "write":   keys k0…k<count-1> set to "v<i>" (64 at a time); every 10th key, once acknowledged, is deleted
  *                   again (prints "set <i>" and "del <i>" on acknowledgement)
+ *   mode "write-deferred": the same, with the odd keys' writes and deletes deferrable (`deferWrites`)
  *   mode "compact": overwrites 50 keys over and over with a tiny compaction threshold (prints "set <key> <n>", and
  *                   "phase <snapshot|both|none>" when the compaction's phase after a write differs from the last)
  *   mode "compact-slow": the same, each compaction waiting 100 ms before its rename (writes go to both files then)
@@ -36,13 +37,15 @@ async function main(): Promise<void> {
     }
   }
   let next = 0;
+  const maybeDeferred = <T>(i: number, fn: () => T): T =>
+    mode === 'write-deferred' && i % 2 === 1 ? store.deferWrites(fn) : fn();
   const worker = async (): Promise<void> => {
     while (next < count) {
       const i = next++;
-      await store.set(`k${i}`, `v${i}`);
+      await maybeDeferred(i, () => store.set(`k${i}`, `v${i}`));
       process.stdout.write(`set ${i}\n`);
       if (i % 10 === 0) {
-        await store.delete(`k${i}`);
+        await maybeDeferred(i + 1, () => store.delete(`k${i}`));
         process.stdout.write(`del ${i}\n`);
       }
     }

@@ -60,40 +60,41 @@ describe('store: file', function () {
     assert.equal(await b.setIfAbsent('once', '2', Infinity), false);
   });
 
-  it('SIGKILL mid-stream: every acknowledged write and delete is there after reopen, and the store is usable', async function () {
-    const dir = tmpDir();
-    const c = child(dir, 'write', 1_000_000);
-    await c.waitFor((l) => l.filter((x) => x.startsWith('set ')).length >= 3000);
-    c.proc.kill('SIGKILL');
-    const { signal } = await c.exited;
-    assert.equal(signal, 'SIGKILL');
-    const acked = c.lines.filter((l) => l.startsWith('set ')).map((l) => Number(l.slice(4)));
-    const deleted = new Set(c.lines.filter((l) => l.startsWith('del ')).map((l) => Number(l.slice(4))));
-    assert.ok(acked.length >= 3000);
+  for (const mode of ['write', 'write-deferred'])
+    it(`SIGKILL mid-stream${mode === 'write' ? '' : ' (half the writes deferred)'}: every acknowledged write and delete is there after reopen, and the store is usable`, async function () {
+      const dir = tmpDir();
+      const c = child(dir, mode, 1_000_000);
+      await c.waitFor((l) => l.filter((x) => x.startsWith('set ')).length >= 3000);
+      c.proc.kill('SIGKILL');
+      const { signal } = await c.exited;
+      assert.equal(signal, 'SIGKILL');
+      const acked = c.lines.filter((l) => l.startsWith('set ')).map((l) => Number(l.slice(4)));
+      const deleted = new Set(c.lines.filter((l) => l.startsWith('del ')).map((l) => Number(l.slice(4))));
+      assert.ok(acked.length >= 3000);
 
-    const warnings: string[] = [];
-    const s = await FileStore.open(dir, { onWarning: (m) => warnings.push(m) });
-    open.push(s);
-    let missing = 0;
-    for (const i of acked) {
-      const v = await s.get(`k${i}`);
-      if (deleted.has(i)) assert.equal(v, undefined, `k${i} was deleted and acknowledged`);
-      else if (i % 10 === 0 && v === undefined)
-        continue; // its delete was under way: it may have landed
-      else if (v !== `v${i}`) missing++;
-    }
-    assert.equal(missing, 0, `${missing} acknowledged writes lost`);
-    // Usable: write, close, reopen.
-    await s.set('after', 'crash');
-    await s.close();
-    open.pop();
-    const again = await FileStore.open(dir);
-    open.push(again);
-    assert.equal(await again.get('after'), 'crash');
-    console.log(
-      `      acknowledged ${acked.length} writes and ${deleted.size} deletes before SIGKILL; warnings: ${warnings.length}`,
-    );
-  });
+      const warnings: string[] = [];
+      const s = await FileStore.open(dir, { onWarning: (m) => warnings.push(m) });
+      open.push(s);
+      let missing = 0;
+      for (const i of acked) {
+        const v = await s.get(`k${i}`);
+        if (deleted.has(i)) assert.equal(v, undefined, `k${i} was deleted and acknowledged`);
+        else if (i % 10 === 0 && v === undefined)
+          continue; // its delete was under way: it may have landed
+        else if (v !== `v${i}`) missing++;
+      }
+      assert.equal(missing, 0, `${missing} acknowledged writes lost`);
+      // Usable: write, close, reopen.
+      await s.set('after', 'crash');
+      await s.close();
+      open.pop();
+      const again = await FileStore.open(dir);
+      open.push(again);
+      assert.equal(await again.get('after'), 'crash');
+      console.log(
+        `      acknowledged ${acked.length} writes and ${deleted.size} deletes before SIGKILL; warnings: ${warnings.length}`,
+      );
+    });
 
   /** Every key's last acknowledged value (or the one after it) is found after reopening `dir`. */
   async function assertLastAcknowledged(dir: string, lines: string[]): Promise<void> {
@@ -514,6 +515,75 @@ describe('store: file', function () {
     open.push(again);
     assert.equal(await again.get('a'), '1');
     for (let i = 0; i < 10; i++) assert.equal(await again.get(`b${i}`), String(i));
+  });
+
+  it('deferred writes wait up to deferMs for a write that is not, go to disk with it, and resolve only once durable', async function () {
+    const dir = tmpDir();
+    const D = 1000;
+    const s = await FileStore.open(dir, { deferMs: D });
+    open.push(s);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fsMod = require('node:fs') as typeof fs;
+    const orig = { write: fsMod.write, writev: fsMod.writev };
+    let batches = 0;
+    const spy =
+      (f: (...a: unknown[]) => void) =>
+      (...args: unknown[]): void => {
+        batches++;
+        f(...args);
+      };
+    (fsMod as { write: unknown }).write = spy(orig.write as (...a: unknown[]) => void);
+    (fsMod as { writev: unknown }).writev = spy(orig.writev as (...a: unknown[]) => void);
+    try {
+      // Alone: it waits for company, then goes by itself.
+      let t0 = performance.now();
+      await s.deferWrites(() => s.set('alone', '1'));
+      const alone = performance.now() - t0;
+      assert.ok(alone >= D - 5, `a deferred write alone waited ${alone} ms`);
+      assert.equal(batches, 1);
+      // Deferred ones made over a while, then one that is not: all in one batch, at once.
+      batches = 0;
+      t0 = performance.now();
+      const deferredOnes: Promise<unknown>[] = [];
+      for (let i = 0; i < 5; i++) {
+        deferredOnes.push(s.deferWrites(() => s.set(`d${i}`, String(i))));
+        deferredOnes.push(s.deferWrites(() => s.setIfAbsent(`m${i}`, '-', 60_000)));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      deferredOnes.push(s.deferWrites(() => s.delete('alone')));
+      let deferredDone = false;
+      void Promise.all(deferredOnes).then(() => (deferredDone = true));
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(deferredDone, false, 'nothing deferred resolved before it was written');
+      assert.equal(await s.get('d0'), '0', 'a deferred change is visible at once');
+      await s.set('urgent', 'now');
+      await Promise.all(deferredOnes);
+      const took = performance.now() - t0;
+      assert.equal(
+        batches,
+        1,
+        `one batch for the deferred writes and the one that took them along (${batches})`,
+      );
+      assert.ok(took < D, `they went with the urgent write (${took} ms), not after deferMs`);
+    } finally {
+      Object.assign(fsMod, orig);
+    }
+    // Close flushes what waits at once.
+    const last = s.deferWrites(() => s.set('last', 'x'));
+    const t1 = performance.now();
+    await s.close();
+    await last;
+    assert.ok(performance.now() - t1 < D, 'close did not wait deferMs');
+    open.splice(open.indexOf(s), 1);
+    const again = await FileStore.open(dir);
+    open.push(again);
+    assert.equal(await again.get('alone'), undefined);
+    assert.equal(await again.get('urgent'), 'now');
+    assert.equal(await again.get('last'), 'x');
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await again.get(`d${i}`), String(i));
+      assert.equal(await again.setIfAbsent(`m${i}`, '-', 60_000), false);
+    }
   });
 
   it('writes its log through an O_DSYNC descriptor (Linux), also after a compaction replaced the file', async function () {

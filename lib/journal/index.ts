@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { decodeJson, encodeJson } from '../outbox/codec';
 import { backendOf, handlePrefix, retainStore } from '../store/open';
 import type { RedisStore } from '../store/redis';
-import type { Store } from '../store/types';
+import { deferred, type Store } from '../store/types';
 
 export interface JournalEntry<D = unknown> {
   /** The id given to append (stable: the platform's message id). */
@@ -104,7 +104,9 @@ class StoreBackend implements Backend {
     return true;
   }
   async remove(id: string, dedupeMs: number): Promise<void> {
-    await (await this.store).set(`${this.base}e:${id}`, TOMBSTONE, Math.max(1, dedupeMs));
+    const s = await this.store;
+    // Deferrable (`Store.deferWrites`): a completion goes to disk with the next acknowledged entry.
+    await deferred(s, () => s.set(`${this.base}e:${id}`, TOMBSTONE, Math.max(1, dedupeMs)));
   }
   async list(): Promise<[string, string][]> {
     const p = `${this.base}e:`;

@@ -8,7 +8,7 @@
  * promise resolves; `finish` writes the tombstone and drops the attempt state in one batch (should only the first
  * reach the disk, a state without a job is ignored at load).
  */
-import type { Store } from '../store/types';
+import { deferred, type Store } from '../store/types';
 import { decodeJson, encodeJson } from './codec';
 import type { LocalJob, LocalPersistence } from './local';
 
@@ -84,26 +84,37 @@ export class StorePersistence<P = unknown> implements LocalPersistence<P> {
     return out;
   }
 
+  // Every step is a deferrable write (`Store.deferWrites`): nobody acknowledges a platform on it, so on the file
+  // store it goes to disk with the next write that someone does wait for (an inbound journal entry), within a few
+  // milliseconds. Each promise still resolves only once its step is durable.
+
   async add(job: LocalJob<P>): Promise<boolean> {
-    return (await this.store).setIfAbsent(this.prefix + job.id, this.encode(job), Infinity);
+    const s = await this.store;
+    const value = this.encode(job);
+    return deferred(s, () => s.setIfAbsent(this.prefix + job.id, value, Infinity));
   }
 
   async begin(job: LocalJob<P>): Promise<void> {
-    await (await this.store).set(this.statePrefix + job.id, this.encodeState(job));
+    const s = await this.store;
+    const value = this.encodeState(job);
+    await deferred(s, () => s.set(this.statePrefix + job.id, value));
   }
 
   async reschedule(job: LocalJob<P>): Promise<void> {
-    await (await this.store).set(this.statePrefix + job.id, this.encodeState(job));
+    const s = await this.store;
+    const value = this.encodeState(job);
+    await deferred(s, () => s.set(this.statePrefix + job.id, value));
   }
 
   async finish(job: LocalJob<P>, dedupeMs: number): Promise<void> {
     const s = await this.store;
-    // Both in one write of the file store (its group commit), the tombstone first. A released job (its source
-    // will not enqueue it again) is simply removed.
-    const mark =
-      dedupeMs > 0 ? s.set(this.prefix + job.id, TOMBSTONE, dedupeMs) : s.delete(this.prefix + job.id);
-    if (job.attempts > 0 || job.lastError) await Promise.all([mark, s.delete(this.statePrefix + job.id)]);
-    else await mark;
+    // Both in one write of the file store, the tombstone first. A released job (its source will not enqueue it
+    // again) is simply removed.
+    const [mark, state] = deferred(s, () => [
+      dedupeMs > 0 ? s.set(this.prefix + job.id, TOMBSTONE, dedupeMs) : s.delete(this.prefix + job.id),
+      job.attempts > 0 || job.lastError ? s.delete(this.statePrefix + job.id) : undefined,
+    ]);
+    await Promise.all([mark, state]);
   }
 }
 

@@ -9,7 +9,9 @@
  * log. Each setting runs in a fresh child process, the settings interleaved round by round (the machines this
  * runs on change speed between minutes); the table gives medians.
  *
- *   --group-commit-ms a,b   the FileStore settings to compare (default 0,2: none, as the store's default, and 2 ms)
+ *   --settings a,b          the FileStore settings to compare, each `d<ms>` (deferMs: how long the outbox's and the
+ *                           journal completion's writes may wait for an acknowledgement's) and/or `g<ms>`
+ *                           (groupCommitMs), e.g. `d0g2` (default d0,d5: no deferring, and the store's default)
  *   --rate N                messages per second (default 500)
  *   --messages N            measured messages per trial, after 2,000 of warm-up (default 10000)
  *   --rounds N              (default 3)
@@ -23,8 +25,21 @@ import { createOutbox } from '../lib/outbox';
 import { JsonText } from '../lib/outbox/codec';
 import { FileStore } from '../lib/store/file';
 
-interface Trial {
+interface Setting {
+  name: string;
   groupCommitMs: number;
+  deferMs: number;
+}
+
+function parseSetting(spec: string): Setting {
+  const g = /g(\d+(?:\.\d+)?)/.exec(spec);
+  const d = /d(\d+(?:\.\d+)?)/.exec(spec);
+  if (!g && !d) throw new Error(`setting "${spec}": expected d<ms> and/or g<ms>`);
+  return { name: spec, groupCommitMs: g ? Number(g[1]) : 0, deferMs: d ? Number(d[1]) : 5 };
+}
+
+interface Trial {
+  setting: string;
   userUs: number;
   sysUs: number;
   cpuUs: number;
@@ -73,7 +88,7 @@ function messageOf(i: number): Record<string, unknown> {
   };
 }
 
-async function trial(groupCommitMs: number, rate: number, messages: number): Promise<Trial> {
+async function trial(setting: Setting, rate: number, messages: number): Promise<Trial> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxcx-store-path-'));
   // Writes to the log, counted where the store makes them (one per batch, unless the system takes less).
   const fsMod = require('node:fs') as typeof fs; // eslint-disable-line @typescript-eslint/no-require-imports
@@ -85,7 +100,10 @@ async function trial(groupCommitMs: number, rate: number, messages: number): Pro
       orig(...args);
     };
   }
-  const store = await FileStore.open(dir, { groupCommitMs });
+  const store = await FileStore.open(dir, {
+    groupCommitMs: setting.groupCommitMs,
+    deferMs: setting.deferMs,
+  });
   const runtime = {};
   const journal = new Journal({ runtime, name: 'wxcx:wechat:wx1234567890abcdef:in:bench', store });
   const outbox = createOutbox<{ body: unknown; msg: JsonText }>({ name: 'wxcx:cxone:out:bench', store });
@@ -137,7 +155,7 @@ async function trial(groupCommitMs: number, rate: number, messages: number): Pro
   fs.rmSync(dir, { recursive: true, force: true });
   appendMs.sort((a, b) => a - b);
   return {
-    groupCommitMs,
+    setting: setting.name,
     userUs: c.user / messages,
     sysUs: c.system / messages,
     cpuUs: (c.user + c.system) / messages,
@@ -160,7 +178,7 @@ async function main(): Promise<void> {
     return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : def;
   };
   if (argv[0] === '--child') {
-    const t = await trial(Number(argv[1]), Number(argv[2]), Number(argv[3]));
+    const t = await trial(parseSetting(argv[1]), Number(argv[2]), Number(argv[3]));
     process.send?.(t);
     return;
   }
@@ -168,7 +186,8 @@ async function main(): Promise<void> {
     console.log(fs.readFileSync(__filename, 'utf8').split('*/')[0]);
     return;
   }
-  const settings = arg('--group-commit-ms', '0,2').split(',').map(Number);
+  const settings = arg('--settings', 'd0,d5').split(',');
+  settings.forEach(parseSetting);
   const rate = Number(arg('--rate', '500'));
   const messages = Number(arg('--messages', '10000'));
   const rounds = Number(arg('--rounds', '3'));
@@ -179,7 +198,7 @@ async function main(): Promise<void> {
         .map((x) => x.toFixed(2))
         .join(' ')}`,
   );
-  const results = new Map<number, Trial[]>(settings.map((g) => [g, []]));
+  const results = new Map<string, Trial[]>(settings.map((g) => [g, []]));
   for (let r = 0; r < rounds; r++) {
     // Alternate the order each round.
     const order = r % 2 ? [...settings].reverse() : settings;
@@ -193,20 +212,20 @@ async function main(): Promise<void> {
       });
       results.get(g)?.push(t);
       console.log(
-        `  round ${r + 1}: group commit ${g} ms  CPU ${t.cpuUs.toFixed(0)} µs/msg (user ${t.userUs.toFixed(0)}, ` +
+        `  round ${r + 1}: ${g}  CPU ${t.cpuUs.toFixed(0)} µs/msg (user ${t.userUs.toFixed(0)}, ` +
           `system ${t.sysUs.toFixed(0)})  ${t.writesPerMsg.toFixed(2)} writes/msg  append p50 ${t.appendP50Ms.toFixed(2)} ms ` +
           `p99 ${t.appendP99Ms.toFixed(2)} ms`,
       );
     }
   }
   console.log(
-    '\n| group commit | CPU µs/msg | user | system | log writes per message | journal append p50 / p99 (ms) |',
+    '\n| setting | CPU µs/msg | user | system | log writes per message | journal append p50 / p99 (ms) |',
   );
   console.log('|---:|---:|---:|---:|---:|---:|');
   for (const [g, ts] of results) {
     const m = (f: (t: Trial) => number, d = 0): string => median(ts.map(f)).toFixed(d);
     console.log(
-      `| ${g} ms | ${m((t) => t.cpuUs)} | ${m((t) => t.userUs)} | ${m((t) => t.sysUs)} | ${m((t) => t.writesPerMsg, 2)} | ` +
+      `| ${g} | ${m((t) => t.cpuUs)} | ${m((t) => t.userUs)} | ${m((t) => t.sysUs)} | ${m((t) => t.writesPerMsg, 2)} | ` +
         `${m((t) => t.appendP50Ms, 2)} / ${m((t) => t.appendP99Ms, 2)} |`,
     );
   }

@@ -342,28 +342,40 @@ export class RouteRegistry {
    * sooner; everything else, and every route not learned yet, goes on as before.
    */
   readonly frontHook: Middleware = (req, res, next) => {
-    const full = req.url ?? '/';
-    const q = full.indexOf('?');
-    const fullPath = q >= 0 ? full.slice(0, q) : full;
-    const root = this.nodeRoot.endsWith('/') ? this.nodeRoot.slice(0, -1) : this.nodeRoot;
-    if (root && fullPath !== root && !fullPath.startsWith(root + '/')) {
+    const found = this.claimedFull(req.url ?? '/', req.method);
+    if (!found) {
       next();
       return;
     }
-    const rel = fullPath.slice(root.length) || '/';
-    const m = this.match(rel, req.method ?? 'GET');
-    if (!m || 'allow' in m) {
-      next();
-      return;
-    }
-    if (this.servesEarly(m.route)) {
-      void this.serve(req, res, m, rel, q >= 0 ? full.slice(q + 1) : '');
+    if (this.servesEarly(found.m.route)) {
+      void this.serve(req, res, found.m, found.rel, found.query);
       return;
     }
     // Learned when it reaches the dispatcher untouched (also when the editor's app is not on its way).
-    (req as unknown as Record<symbol, unknown>)[PRE_SEEN] = m.route;
+    (req as unknown as Record<symbol, unknown>)[PRE_SEEN] = found.m.route;
     next();
   };
+
+  /** The claimed route of a full URL (with `httpNodeRoot`), with the path below the root and the query string. */
+  private claimedFull(
+    full: string,
+    method: string | undefined,
+  ):
+    | {
+        m: { entry: Entry; route: CompiledRoute; params: Record<string, string>; subPath: string };
+        rel: string;
+        query: string;
+      }
+    | undefined {
+    const q = full.indexOf('?');
+    const fullPath = q >= 0 ? full.slice(0, q) : full;
+    const root = this.nodeRoot.endsWith('/') ? this.nodeRoot.slice(0, -1) : this.nodeRoot;
+    if (root && fullPath !== root && !fullPath.startsWith(root + '/')) return undefined;
+    const rel = fullPath.slice(root.length) || '/';
+    const m = this.match(rel, method ?? 'GET');
+    if (!m || 'allow' in m) return undefined;
+    return { m, rel, query: q >= 0 ? full.slice(q + 1) : '' };
+  }
 
   /**
    * The middleware placed ahead of the editor's body parsers (see the file comment). `originalUrl` there is
@@ -372,22 +384,14 @@ export class RouteRegistry {
    */
   readonly preHook: Middleware = (req, res, next) => {
     const r = req as IncomingMessage & { originalUrl?: string; _body?: boolean };
-    const full = r.originalUrl ?? req.url ?? '/';
-    const q = full.indexOf('?');
-    const fullPath = q >= 0 ? full.slice(0, q) : full;
-    const root = this.nodeRoot.endsWith('/') ? this.nodeRoot.slice(0, -1) : this.nodeRoot;
-    if (root && fullPath !== root && !fullPath.startsWith(root + '/')) {
+    const found = this.claimedFull(r.originalUrl ?? req.url ?? '/', req.method);
+    if (!found) {
       next();
       return;
     }
-    const rel = fullPath.slice(root.length) || '/';
-    const m = this.match(rel, req.method ?? 'GET');
-    if (!m || 'allow' in m) {
-      next();
-      return;
-    }
+    const m = found.m;
     if (this.servesEarly(m.route)) {
-      void this.serve(req, res, m, rel, q >= 0 ? full.slice(q + 1) : '');
+      void this.serve(req, res, m, found.rel, found.query);
       return;
     }
     (r as unknown as Record<symbol, unknown>)[PRE_SEEN] = m.route;

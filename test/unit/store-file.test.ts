@@ -22,6 +22,22 @@ function child(dir: string, mode: string, count?: number): Child {
   return spawnChild(path.join(__dirname, 'store-child.js'), [dir, mode, String(count ?? '')]);
 }
 
+/** Calls `f` at every write and writev the process makes (the log's batches), until the returned function is called. */
+function onLogWrite(f: () => void): () => void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fsMod = require('node:fs') as typeof fs;
+  const orig = { write: fsMod.write, writev: fsMod.writev };
+  const spy =
+    (g: (...a: unknown[]) => void) =>
+    (...args: unknown[]): void => {
+      f();
+      g(...args);
+    };
+  (fsMod as { write: unknown }).write = spy(orig.write as (...a: unknown[]) => void);
+  (fsMod as { writev: unknown }).writev = spy(orig.writev as (...a: unknown[]) => void);
+  return () => Object.assign(fsMod, orig);
+}
+
 describe('store: file', function () {
   this.timeout(60_000);
   const open: FileStore[] = [];
@@ -476,18 +492,8 @@ describe('store: file', function () {
     const G = 1000;
     const s = await FileStore.open(dir, { groupCommitMs: G });
     open.push(s);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const fsMod = require('node:fs') as typeof fs;
-    const orig = { write: fsMod.write, writev: fsMod.writev };
     const batches: number[] = [];
-    const spy =
-      (f: (...a: unknown[]) => void) =>
-      (...args: unknown[]): void => {
-        batches.push(performance.now());
-        f(...args);
-      };
-    (fsMod as { write: unknown }).write = spy(orig.write as (...a: unknown[]) => void);
-    (fsMod as { writev: unknown }).writev = spy(orig.writev as (...a: unknown[]) => void);
+    const restore = onLogWrite(() => batches.push(performance.now()));
     try {
       const t0 = performance.now();
       await s.set('a', '1');
@@ -507,7 +513,7 @@ describe('store: file', function () {
         `the second batch began ${batches[1] - batches[0]} ms after the first`,
       );
     } finally {
-      Object.assign(fsMod, orig);
+      restore();
     }
     await s.close();
     open.splice(open.indexOf(s), 1);
@@ -522,18 +528,8 @@ describe('store: file', function () {
     const D = 1000;
     const s = await FileStore.open(dir, { deferMs: D });
     open.push(s);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const fsMod = require('node:fs') as typeof fs;
-    const orig = { write: fsMod.write, writev: fsMod.writev };
     let batches = 0;
-    const spy =
-      (f: (...a: unknown[]) => void) =>
-      (...args: unknown[]): void => {
-        batches++;
-        f(...args);
-      };
-    (fsMod as { write: unknown }).write = spy(orig.write as (...a: unknown[]) => void);
-    (fsMod as { writev: unknown }).writev = spy(orig.writev as (...a: unknown[]) => void);
+    const restore = onLogWrite(() => batches++);
     try {
       // Alone: it waits for company, then goes by itself.
       let t0 = performance.now();
@@ -566,7 +562,7 @@ describe('store: file', function () {
       );
       assert.ok(took < D, `they went with the urgent write (${took} ms), not after deferMs`);
     } finally {
-      Object.assign(fsMod, orig);
+      restore();
     }
     // Close flushes what waits at once.
     const last = s.deferWrites(() => s.set('last', 'x'));

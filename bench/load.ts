@@ -73,9 +73,12 @@ export interface PacedResult {
   statuses: Record<string, number>;
   /** With `trace`: each measured request's send time (epoch ms) and latency (ms, NaN when it failed). */
   trace?: Array<[number, number]>;
+  /** The measured latencies, sorted (ms): for percentiles over several trials together. Not for JSON. */
+  sorted?: Float64Array;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+/** The p-th percentile of sorted latencies (nearest rank). */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (!sorted.length) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i];
@@ -179,5 +182,6 @@ export async function paced(
     },
     statuses,
     trace,
+    sorted,
   };
 }

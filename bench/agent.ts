@@ -28,6 +28,8 @@ if (typeof process.send === 'function') {
           data: {
             memory: process.memoryUsage(),
             cpuMs: (cpu.user + cpu.system) / 1000,
+            // The kernel's part of it: system calls (sockets, the file store's writes), page faults.
+            sysMs: cpu.system / 1000,
             maxRssKiB: process.resourceUsage().maxRSS,
             gc: !!gc,
             // When this process's clock started (epoch ms): what --trace-gc's times count from, roughly.

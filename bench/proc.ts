@@ -10,6 +10,8 @@ import * as path from 'node:path';
 export interface MemInfo {
   memory: NodeJS.MemoryUsage;
   cpuMs: number;
+  /** Of `cpuMs`, the time spent in the kernel. */
+  sysMs?: number;
   maxRssKiB: number;
   gc: boolean;
   timeOrigin?: number;

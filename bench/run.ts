@@ -428,8 +428,16 @@ async function probe(r: Running): Promise<void> {
 
 // ---- trials -------------------------------------------------------------------------------------------------------
 
+/** The kernel's share of the CPU a contender used between two readings (NaN when the agent did not say). */
+function sysShare(m0: MemInfo, m1: MemInfo): number {
+  const cpu = m1.cpuMs - m0.cpuMs;
+  return m0.sysMs === undefined || m1.sysMs === undefined || cpu <= 0 ? NaN : (m1.sysMs - m0.sysMs) / cpu;
+}
+
 interface ThroughputTrial {
   round: number;
+  /** Of the CPU, the share spent in the kernel. */
+  sysShare: number;
   durationS: number;
   acked: number;
   ackedPerS: number;
@@ -487,6 +495,7 @@ async function throughputTrial(
     errors: res.errors + res.timeouts,
     // CPU from the start of the window to the end of the drain: all the work for these messages.
     cpuUsPerMsg: acked > 0 ? ((m1.cpuMs - m0.cpuMs) * 1000) / acked : NaN,
+    sysShare: sysShare(m0, m1),
     latencyMs: res.latencyMs,
   };
 }
@@ -495,6 +504,8 @@ interface LatencyTrial extends PacedResult {
   farDelayMs: number;
   /** The contender's CPU (user + system) from the start of the paced load to the end of its drain, per request. */
   cpuUsPerMsg: number;
+  /** Of that CPU, the share spent in the kernel. */
+  sysShare: number;
   deliveredPerSDuring: number;
   lost: number;
   /**
@@ -532,6 +543,7 @@ function combineLatency(ts: LatencyTrial[]): LatencyTrial {
     statuses,
     achievedRate: median(ts.map((t) => t.achievedRate)),
     cpuUsPerMsg: median(ts.map((t) => t.cpuUsPerMsg)),
+    sysShare: median(ts.map((t) => t.sysShare)),
     deliveredPerSDuring: median(ts.map((t) => t.deliveredPerSDuring)),
     latencyMs: {
       p50: percentile(all, 50),
@@ -581,6 +593,7 @@ async function latencyTrial(r: Running, sc: Scenario, far: Far, o: Options): Pro
     farDelayMs: o.farDelayMs,
     // Includes the warm-up's requests: paced() counts them in `sent` too.
     cpuUsPerMsg: res.sent > 0 ? ((m1.cpuMs - m0.cpuMs) * 1000) / res.sent : NaN,
+    sysShare: sysShare(m0, m1),
     deliveredPerSDuring: (f1 - f0) / spanS,
     lost: Math.max(0, res.acked - total),
   };
@@ -596,6 +609,8 @@ interface ContenderResult {
   deliveredPerS: number;
   deliveredInWindowPerS: number;
   cpuUsPerMsg: number;
+  /** Of the CPU in the throughput trials, the share spent in the kernel (median). */
+  sysShare?: number;
   lost: number;
   errors: number;
   latency?: LatencyTrial;
@@ -609,6 +624,11 @@ interface ScenarioResult {
   id: string;
   title: string;
   contenders: ContenderResult[];
+}
+
+/** The kernel's share of a CPU figure: ` (sys 38 %)`; nothing when not measured (results of older runs). */
+function sysText(share: number | undefined): string {
+  return share !== undefined && Number.isFinite(share) ? ` (sys ${Math.round(share * 100)} %)` : '';
 }
 
 /** Each latency trial's p99, when there were several: ` (12.3, 8.1, 25.0)`. */
@@ -651,7 +671,7 @@ async function runScenario(sc: Scenario, far: Far, o: Options): Promise<Scenario
         trials.get(r.def.id)?.push(t);
         console.log(
           `  round ${round + 1}/${o.rounds} ${r.def.label.padEnd(40)} acked ${t.ackedPerS.toFixed(0).padStart(6)}/s` +
-            `  delivered ${t.deliveredPerS.toFixed(0).padStart(6)}/s (in window ${t.deliveredInWindowPerS.toFixed(0)}/s)  CPU ${t.cpuUsPerMsg.toFixed(0).padStart(5)} µs/msg` +
+            `  delivered ${t.deliveredPerS.toFixed(0).padStart(6)}/s (in window ${t.deliveredInWindowPerS.toFixed(0)}/s)  CPU ${t.cpuUsPerMsg.toFixed(0).padStart(5)} µs/msg${sysText(t.sysShare)}` +
             (t.lost ? `  LOST ${t.lost}` : '') +
             (t.non2xx + t.errors ? `  non-2xx ${t.non2xx} errors ${t.errors}` : ''),
         );
@@ -666,7 +686,7 @@ async function runScenario(sc: Scenario, far: Far, o: Options): Promise<Scenario
         console.log(
           `  latency ${o.latencyRounds > 1 ? `${round + 1}/${o.latencyRounds} ` : ''}${r.def.label.padEnd(40)} ${l.rate}/s, far ${l.farDelayMs} ms: p50 ${l.latencyMs.p50.toFixed(1)} ms` +
             `  p99 ${l.latencyMs.p99.toFixed(1)} ms  max ${l.latencyMs.max.toFixed(0)} ms` +
-            `  delivered ${l.deliveredPerSDuring.toFixed(0)}/s  CPU ${l.cpuUsPerMsg.toFixed(0)} µs/msg` +
+            `  delivered ${l.deliveredPerSDuring.toFixed(0)}/s  CPU ${l.cpuUsPerMsg.toFixed(0)} µs/msg${sysText(l.sysShare)}` +
             (l.failed ? `  failed ${l.failed} ${JSON.stringify(l.statuses)}` : '') +
             (l.lost ? `  LOST ${l.lost}` : ''),
         );
@@ -686,6 +706,7 @@ async function runScenario(sc: Scenario, far: Far, o: Options): Promise<Scenario
         deliveredPerS: median(ts.map((t) => t.deliveredPerS)),
         deliveredInWindowPerS: median(ts.map((t) => t.deliveredInWindowPerS)),
         cpuUsPerMsg: median(ts.map((t) => t.cpuUsPerMsg)),
+        sysShare: median(ts.map((t) => t.sysShare)),
         lost: ts.reduce((a, t) => a + t.lost, 0) + (latency.get(r.def.id)?.lost ?? 0),
         errors: ts.reduce((a, t) => a + t.errors + t.non2xx, 0),
         latency: latency.get(r.def.id),
@@ -1101,9 +1122,9 @@ function markdown(
     for (const c of s.contenders) {
       const l = c.latency;
       L.push(
-        `| ${c.label} | ${fmt(c.ackedPerS)} | ${fmt(c.deliveredPerS)} | ${fmt(c.deliveredInWindowPerS)} | ${fmt(c.cpuUsPerMsg)} | ` +
+        `| ${c.label} | ${fmt(c.ackedPerS)} | ${fmt(c.deliveredPerS)} | ${fmt(c.deliveredInWindowPerS)} | ${fmt(c.cpuUsPerMsg)}${sysText(c.sysShare)} | ` +
           `${l ? `${fmt(l.latencyMs.p50, 1)} / ${fmt(l.latencyMs.p99, 1)}${roundsText(l)}${l.failed ? ` (${l.failed} failed)` : ''}` : '–'} | ` +
-          `${l ? fmt(l.deliveredPerSDuring) : '–'} | ${l ? fmt(l.cpuUsPerMsg) : '–'} | ${fmt(c.peakRssMB)} | ${fmt(c.rssAfterGcStartMB)} → ${fmt(c.rssAfterGcEndMB)} | ${c.lost} |`,
+          `${l ? fmt(l.deliveredPerSDuring) : '–'} | ${l ? `${fmt(l.cpuUsPerMsg)}${sysText(l.sysShare)}` : '–'} | ${fmt(c.peakRssMB)} | ${fmt(c.rssAfterGcStartMB)} → ${fmt(c.rssAfterGcEndMB)} | ${c.lost} |`,
       );
     }
     const pack = s.contenders.find((c) => c.id === 'pack');

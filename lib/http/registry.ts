@@ -106,6 +106,21 @@ interface Entry {
   released: boolean;
 }
 
+/** A request's route, found by `match`. */
+interface Matched {
+  entry: Entry;
+  route: CompiledRoute;
+  params: Record<string, string>;
+  subPath: string;
+}
+
+/** A claimed request of a full URL: its route, the path below `httpNodeRoot`, the query string. */
+interface Claimed {
+  m: Matched;
+  rel: string;
+  query: string;
+}
+
 type Next = (err?: unknown) => void;
 type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
 
@@ -257,13 +272,7 @@ export class RouteRegistry {
    * Finds the route for a path relative to `httpNodeRoot`. `undefined`: no claimant owns the path;
    * `{allow}`: the path is ours but not for this method.
    */
-  match(
-    relPath: string,
-    method: string,
-  ):
-    | { entry: Entry; route: CompiledRoute; params: Record<string, string>; subPath: string }
-    | { allow: string[] }
-    | undefined {
+  match(relPath: string, method: string): Matched | { allow: string[] } | undefined {
     const lower = relPath.toLowerCase();
     for (const entry of this.active) {
       const base = entry.key;
@@ -343,30 +352,24 @@ export class RouteRegistry {
    */
   readonly frontHook: Middleware = (req, res, next) => {
     const found = this.claimedFull(req.url ?? '/', req.method);
-    if (!found) {
-      next();
-      return;
-    }
-    if (this.servesEarly(found.m.route)) {
-      void this.serve(req, res, found.m, found.rel, found.query);
-      return;
-    }
-    // Learned when it reaches the dispatcher untouched (also when the editor's app is not on its way).
-    (req as unknown as Record<symbol, unknown>)[PRE_SEEN] = found.m.route;
-    next();
+    if (!found || !this.servedEarly(req, res, found)) next();
   };
 
+  /**
+   * Serves a claimed request at once when its route is learned (true). Otherwise marks it, so that the route is
+   * learned when the request reaches the dispatcher untouched (also when the editor's app is not on its way).
+   */
+  private servedEarly(req: IncomingMessage, res: ServerResponse, found: Claimed): boolean {
+    if (this.servesEarly(found.m.route)) {
+      void this.serve(req, res, found.m, found.rel, found.query);
+      return true;
+    }
+    (req as unknown as Record<symbol, unknown>)[PRE_SEEN] = found.m.route;
+    return false;
+  }
+
   /** The claimed route of a full URL (with `httpNodeRoot`), with the path below the root and the query string. */
-  private claimedFull(
-    full: string,
-    method: string | undefined,
-  ):
-    | {
-        m: { entry: Entry; route: CompiledRoute; params: Record<string, string>; subPath: string };
-        rel: string;
-        query: string;
-      }
-    | undefined {
+  private claimedFull(full: string, method: string | undefined): Claimed | undefined {
     const q = full.indexOf('?');
     const fullPath = q >= 0 ? full.slice(0, q) : full;
     const root = this.nodeRoot.endsWith('/') ? this.nodeRoot.slice(0, -1) : this.nodeRoot;
@@ -389,12 +392,8 @@ export class RouteRegistry {
       next();
       return;
     }
+    if (this.servedEarly(req, res, found)) return;
     const m = found.m;
-    if (this.servesEarly(m.route)) {
-      void this.serve(req, res, m, found.rel, found.query);
-      return;
-    }
-    (r as unknown as Record<symbol, unknown>)[PRE_SEEN] = m.route;
     if (!readsBody(m.route.def) || r._body) {
       next();
       return;
@@ -412,7 +411,7 @@ export class RouteRegistry {
   private async serve(
     req: IncomingMessage,
     res: ServerResponse,
-    m: { entry: Entry; route: CompiledRoute; params: Record<string, string>; subPath: string },
+    m: Matched,
     relPath: string,
     queryString: string,
   ): Promise<void> {

@@ -24,7 +24,8 @@ import { createOutbox, type AttemptOutcome, type OutboxJob, type OutboxResult } 
 import type { JsonText } from '../lib/outbox/codec';
 import type { CxoneConfigNode, CxoneOutDef } from './defs';
 import { keptMsg, outboxPolicyOf, plainCopy, safeMessage } from './shared';
-import { healthFor, journalDone } from './store';
+import { journalRefOf } from '../lib/journal';
+import { healthFor, journalDone, runtimeOf } from './store';
 import type { DoneFn, Node, NodeAPI, NodeMessage, NodeStatus, SendFn } from './types';
 
 const NS = 'cxone-dfo-out';
@@ -93,6 +94,7 @@ export = function register(RED: NodeAPI): void {
       name: `${integration.auth.keyPrefix}:out:${node.id}`,
       store: config.store,
       policy: outboxPolicyOf(def),
+      runtime: runtimeOf(RED),
     });
     const counters = { messages: 0, statuses: 0, typing: 0, failed: 0, skipped: 0, refused: 0 };
     const health = healthFor(RED, node, () => {
@@ -325,7 +327,9 @@ export = function register(RED: NodeAPI): void {
       // A repeat of a job still pending keeps the first msg's entry (it gets the output).
       const mine = !pending.has(id);
       if (mine) pending.set(id, { msg, send });
-      outbox.enqueue({ id, key, payload: { ...job, msg: plainCopy(msg) } }).then(
+      // The journal entry may be the job's record only with an id a replay gives again: not a typing job's.
+      const journal = job.action === 'typing' ? undefined : journalRefOf(msg);
+      outbox.enqueue({ id, key, payload: { ...job, msg: plainCopy(msg) }, journal }).then(
         (accepted) => {
           if (!accepted) {
             if (mine) pending.delete(id);

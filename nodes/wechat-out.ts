@@ -19,7 +19,8 @@ import type { Lang } from '../lib/wechat/api/errors';
 import { planSend, type WechatSendPlan } from '../lib/wechat/api/messages';
 import type { OutboxPolicyDef, WechatOutDef } from './defs';
 import type { WechatConfigNode } from './defs';
-import { healthFor, journalDone } from './store';
+import { journalRefOf } from '../lib/journal';
+import { healthFor, journalDone, runtimeOf } from './store';
 import { keptMsg, outboxPolicyOf, plainCopy } from './shared';
 import { passiveReply } from './wechat-passive';
 import type { DoneFn, Node, NodeAPI, NodeMessage, NodeStatus, SendFn } from './types';
@@ -69,6 +70,7 @@ export = function register(RED: NodeAPI): void {
       name: `wxcx:wechat:${config.appId}:out:${this.id}`,
       store: config.store,
       policy: outboxPolicyOf(def),
+      runtime: runtimeOf(RED),
     });
 
     const counters = { delivered: 0, passive: 0, failed: 0, refused: 0, typingRefused: 0 };
@@ -230,7 +232,13 @@ export = function register(RED: NodeAPI): void {
       const id = `${this.id}:${dedupe ?? RED.util.generateId()}`;
       pending.set(id, msg);
       outbox
-        .enqueue({ id, key: plan.openid, payload: { plan, msg: plainCopy(msg, { cxone: undefined }) } })
+        .enqueue({
+          id,
+          key: plan.openid,
+          payload: { plan, msg: plainCopy(msg, { cxone: undefined }) },
+          // The journal entry may be the job's record only with an id a replay gives again (ADR 0018).
+          journal: dedupe ? journalRefOf(msg) : undefined,
+        })
         .then((accepted) => {
           if (!accepted) {
             pending.delete(id);

@@ -7,6 +7,11 @@
  *   -out node:  await outbox.enqueue(...); completeJournal(runtime, msg)   // the message is safe in the outbox
  *   restart:    journal.start(onReplay) emits every entry not completed by a run that is gone
  *
+ * An outbox on the file store may instead hold the entry (`holdJournal`): the entry is then the job's durable
+ * record, completed when the job ends rather than when it is enqueued, and the outbox writes no job of its own
+ * (ADR 0018). While held, an entry is neither completed by anyone else nor replayed by a journal that starts
+ * meanwhile (a redeploy); after a restart nothing holds it, so it is replayed and the flow enqueues it again.
+ *
  * Entries expire after `maxAgeMs` and are replayed at most `maxReplays` times (a flow that never delivers a
  * message, e.g. one that filters it out, must not get it back forever). The journal also dedupes: `append` of an
  * id seen within `dedupeMs` (pending or completed) returns null, so the `-in` node can use it as its dedupe and
@@ -197,6 +202,29 @@ class RedisBackend implements Backend {
 /** Per runtime: open journals by name, for `completeJournal`. */
 const registries = new WeakMap<object, Map<string, Journal<unknown>>>();
 
+/**
+ * Per runtime: the entries an outbox job holds, as `makeRef` strings. Outside the journal instances, so that the
+ * journal a redeploy starts sees what the outbox (which outlives the redeploy) still holds.
+ */
+const holds = new WeakMap<object, Set<string>>();
+
+function isHeld(runtime: object, name: string, id: string): boolean {
+  const h = holds.get(runtime);
+  return !!h && h.size > 0 && h.has(makeRef(name, id));
+}
+
+/** What an outbox gets for an entry it holds (`holdJournal`). */
+export interface JournalHold {
+  /** When the entry was journaled (epoch ms): the job counts its age from then. */
+  at: number;
+  /** True when this run replayed the entry (a restart): an attempt state an earlier run recorded may exist. */
+  replayed: boolean;
+  /** Completes the entry (the job ended) and lets go of it; false when the store could not write. Never throws. */
+  complete(): Promise<boolean>;
+  /** Lets go of the entry without completing it (it is replayed after a restart). */
+  release(): void;
+}
+
 const REF_TAG = 'wxcx-j1';
 
 export function makeRef(name: string, id: string): string {
@@ -229,9 +257,26 @@ export async function completeJournal(runtime: object, msgOrRef: unknown): Promi
   const ref = typeof msgOrRef === 'string' ? msgOrRef : journalRefOf(msgOrRef);
   const r = parseRef(ref);
   if (!r) return false;
+  // An outbox job holds it: that job completes it when it ends (a second -out node on the same msg, or a repeat).
+  if (isHeld(runtime, r.name, r.id)) return false;
   const j = registries.get(runtime)?.get(r.name);
   if (!j) return false;
   return j.completeId(r.id);
+}
+
+/**
+ * For an outbox on a durable in-process store: makes the entry `msgOrRef` carries the durable record of the job
+ * about to be enqueued, so the outbox need not write one. Null (write the job as usual) when the message has no
+ * reference, its journal is not open here or is not on the file store, the entry is held already (a second
+ * `-out` node on one msg), or the journal keeps entries for less than `maxAgeMs` (the job could outlive it).
+ */
+export function holdJournal(runtime: object, msgOrRef: unknown, maxAgeMs: number): JournalHold | null {
+  const ref = typeof msgOrRef === 'string' ? msgOrRef : journalRefOf(msgOrRef);
+  const r = parseRef(ref);
+  if (!r) return null;
+  const j = registries.get(runtime)?.get(r.name);
+  if (!j) return null;
+  return j.holdId(r.id, maxAgeMs);
 }
 
 export class Journal<D = unknown> {
@@ -249,6 +294,8 @@ export class Journal<D = unknown> {
   private readonly sweepMs: number;
   private readonly memSeen = new Map<string, number>();
   private readonly mine = new Set<string>();
+  /** Entries this journal replayed and nobody completed or held yet: what a hold resets (`holdId`). */
+  private readonly replayed = new Map<string, { json: string; rec: Stored<D> }>();
   private onReplay: ReplayHandler<D> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<void> | null = null;
@@ -355,6 +402,7 @@ export class Journal<D = unknown> {
       this.counts.completed++;
       return true;
     }
+    this.replayed.delete(id);
     try {
       await this.backend.remove(id, this.dedupeMs);
       if (this.mine.delete(id)) this.counts.completed++;
@@ -363,6 +411,60 @@ export class Journal<D = unknown> {
       this.noteError(err);
       return false;
     }
+  }
+
+  /**
+   * Holds a pending entry of this journal for an outbox job (see `holdJournal`); null when it cannot: not the file
+   * store, not pending here, held already, or kept for less than `maxAgeMs`.
+   */
+  holdId(id: string, maxAgeMs: number): JournalHold | null {
+    const backend = this.backend;
+    if (!backend || this.multi || this.stopped || maxAgeMs > this.maxAgeMs || !this.mine.has(id)) return null;
+    const key = makeRef(this.name, id);
+    let h = holds.get(this.runtime);
+    if (!h) {
+      h = new Set();
+      holds.set(this.runtime, h);
+    }
+    if (h.has(key)) return null;
+    const held = h;
+    held.add(key);
+    const rep = this.replayed.get(id);
+    if (rep) {
+      // Replayed after a restart and in an outbox again: the replay limit is for flows that never get an entry to
+      // an outbox, not for a delivery that several restarts interrupt (the outbox's own limits apply to it).
+      this.replayed.delete(id);
+      backend
+        .update(id, rep.json, encodeJson({ ...rep.rec, replays: 0 }))
+        .catch((err: unknown) => this.noteError(err));
+    }
+    let open = true;
+    return {
+      at: rep ? rep.rec.at : Date.now(),
+      replayed: !!rep,
+      complete: async () => {
+        if (!open) return false;
+        open = false;
+        // Through the journal open under this name now (after a redeploy, the new one, on the store as it is now).
+        const cur = registries.get(this.runtime)?.get(this.name) ?? this;
+        const j = cur.backend && !cur.multi ? cur : this;
+        try {
+          await (j.backend ?? backend).remove(id, j.dedupeMs);
+          if (j.mine.delete(id) || (j !== this && this.mine.delete(id))) j.counts.completed++;
+          return true;
+        } catch (err) {
+          this.noteError(err);
+          return false;
+        } finally {
+          held.delete(key);
+        }
+      },
+      release: () => {
+        if (!open) return;
+        open = false;
+        held.delete(key);
+      },
+    };
   }
 
   /**
@@ -418,6 +520,8 @@ export class Journal<D = unknown> {
     for (const { id, json, rec } of entries) {
       if (this.stopped || !this.onReplay) return;
       if (rec.owner === this.instance) continue;
+      // An outbox job of this process holds it: the job, not the flow, takes it from here (a redeploy).
+      if (isHeld(this.runtime, this.name, id)) continue;
       if (Date.now() - rec.at > this.maxAgeMs || rec.replays >= this.maxReplays) {
         await backend.remove(id, this.dedupeMs);
         this.counts.dropped++;
@@ -436,9 +540,11 @@ export class Journal<D = unknown> {
         if (a) continue;
       }
       const next: Stored<D> = { ...rec, owner: this.instance, replays: rec.replays + 1 };
+      const nextJson = encodeJson(next);
       // Compare-and-set: only if nobody completed it or took it over since we read it (one replay, one instance).
-      if (!(await backend.update(id, json, encodeJson(next)))) continue;
+      if (!(await backend.update(id, json, nextJson))) continue;
       this.mine.add(id);
+      if (!this.multi) this.replayed.set(id, { json: nextJson, rec: next });
       this.counts.replayed++;
       try {
         this.onReplay({ id, at: rec.at, data: rec.data as D, replays: rec.replays }, makeRef(this.name, id));
@@ -451,6 +557,7 @@ export class Journal<D = unknown> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.onReplay = null;
+    this.replayed.clear();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (this.sweeping) await this.sweeping;

@@ -17,11 +17,12 @@ import type { Store } from '../store/types';
 import { LocalOutboxEngine } from './local';
 import { StorePersistence } from './persist';
 import { RedisOutboxEngine } from './redis';
-import type { Attempt, Outbox, OutboxJob, OutboxPolicy, OutboxResult, OutboxStats } from './types';
+import type { Attempt, EnqueueInput, Outbox, OutboxPolicy, OutboxResult, OutboxStats } from './types';
 
 export type {
   Attempt,
   AttemptOutcome,
+  EnqueueInput,
   Outbox,
   OutboxJob,
   OutboxPolicy,
@@ -46,11 +47,16 @@ export interface CreateOutboxOptions {
   stopTimeoutMs?: number;
   /** Redis: how often an idle instance polls for work, ms (default 250). */
   pollMs?: number;
+  /**
+   * The runtime whose inbound journals a job's `journal` reference names (`runtimeOf(RED)`): with it, the file
+   * store's outbox holds their entries instead of writing jobs (ADR 0018). The first handle's runtime counts.
+   */
+  runtime?: object;
 }
 
 /** What a handle drives: the in-process engine or the Redis one. */
 interface Engine<P> {
-  enqueue(job: Pick<OutboxJob<P>, 'id' | 'key' | 'payload'>): Promise<boolean>;
+  enqueue(job: EnqueueInput<P>): Promise<boolean>;
   release?(id: string): void;
   attach(owner: object, attempt: Attempt<P>, onResult: (r: OutboxResult<P>) => void): void;
   detach(owner: object): Promise<void>;
@@ -65,7 +71,7 @@ class OutboxHandle<P> implements Outbox<P> {
     private readonly engine: Engine<P>,
     private readonly store: Store | undefined,
   ) {}
-  enqueue(job: Pick<OutboxJob<P>, 'id' | 'key' | 'payload'>): Promise<boolean> {
+  enqueue(job: EnqueueInput<P>): Promise<boolean> {
     return this.engine.enqueue(job);
   }
   release(id: string): void {
@@ -101,7 +107,7 @@ function newEngine<P>(opts: CreateOutboxOptions, store: Store | undefined, fullN
   if (store.kind === 'file') {
     return new LocalOutboxEngine<P>({
       ...common,
-      persistence: new StorePersistence<P>(backendOf(store), fullName),
+      persistence: new StorePersistence<P>(backendOf(store), fullName, opts.runtime),
     });
   }
   return new RedisOutboxEngine<P>(backendOf(store) as Promise<RedisStore>, handlePrefix(store), {

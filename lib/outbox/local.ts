@@ -10,7 +10,16 @@
  */
 import type { DeliveryError } from '../conversation';
 import { resolvePolicy, retryDelay } from './backoff';
-import type { Attempt, AttemptOutcome, OutboxJob, OutboxPolicy, OutboxResult, OutboxStats } from './types';
+import type { JournalHold } from '../journal';
+import type {
+  Attempt,
+  AttemptOutcome,
+  EnqueueInput,
+  OutboxJob,
+  OutboxPolicy,
+  OutboxResult,
+  OutboxStats,
+} from './types';
 
 /** A job as the engine keeps it. */
 export interface LocalJob<P = unknown> extends OutboxJob<P> {
@@ -20,14 +29,21 @@ export interface LocalJob<P = unknown> extends OutboxJob<P> {
   nextAt: number;
   /** True while an attempt is recorded as started and not finished (persisted before the attempt). */
   inFlight?: boolean;
+  /** The inbound journal reference given to `enqueue` (see `EnqueueInput.journal`). */
+  journal?: string;
+  /** The journal entry that is this job's durable record, when the persistence holds one (never persisted). */
+  hold?: JournalHold;
 }
 
 /** Where a durable engine records each step; every promise resolves once the step is durable. */
 export interface LocalPersistence<P = unknown> {
   /** Jobs not finished by an earlier run, any order. */
   load(): Promise<LocalJob<P>[]>;
-  /** Records a new job unless its id was accepted within `dedupeMs`; false when it was. */
-  add(job: LocalJob<P>, dedupeMs: number): Promise<boolean>;
+  /**
+   * Records a new job unless its id was accepted within `dedupeMs`; false when it was. A job whose inbound journal
+   * entry can stand for it (`maxAgeMs`: how long the job may live) gets `hold` set instead of a record.
+   */
+  add(job: LocalJob<P>, dedupeMs: number, maxAgeMs: number): Promise<boolean>;
   /** Records that an attempt starts (attempts already incremented, `inFlight` set). */
   begin(job: LocalJob<P>): Promise<void>;
   /** Records the retry schedule (`nextAt`, `lastError`). */
@@ -221,7 +237,7 @@ export class LocalOutboxEngine<P = unknown> {
     return true;
   }
 
-  enqueue(input: Pick<OutboxJob<P>, 'id' | 'key' | 'payload'>): Promise<boolean> {
+  enqueue(input: EnqueueInput<P>): Promise<boolean> {
     if (!input || typeof input.id !== 'string' || !input.id)
       return Promise.reject(new Error('outbox job has no id'));
     if (typeof input.key !== 'string' || !input.key)
@@ -237,6 +253,7 @@ export class LocalOutboxEngine<P = unknown> {
       seq: this.seq++,
       nextAt: now,
     };
+    if (typeof input.journal === 'string') job.journal = input.journal;
     if (!this.persistence) {
       if (this.ids.has(job.id) || !this.remember(job.id)) return Promise.resolve(false);
       this.insert(job);
@@ -253,7 +270,7 @@ export class LocalOutboxEngine<P = unknown> {
     this.ids.add(job.id);
     let ok: boolean;
     try {
-      ok = await persistence.add(job, this.policy.dedupeMs);
+      ok = await persistence.add(job, this.policy.dedupeMs, this.policy.maxAgeMs);
     } catch (err) {
       this.ids.delete(job.id);
       throw err;

@@ -7,15 +7,28 @@
  * tenth of the pack's CPU per message). Each step is a single store write, so it is atomic, and durable when its
  * promise resolves; `finish` writes the tombstone and drops the attempt state in one batch (should only the first
  * reach the disk, a state without a job is ignored at load).
+ *
+ * A job whose message came through an inbound journal on the file store has no `j:` record: the journal entry is
+ * its durable record (`holdJournal`, ADR 0018). It is completed when the job ends, so after a crash the journal
+ * replays the message, the flow enqueues it again, and the attempt state the crashed run recorded (written with a
+ * marker, `{"h":1,…}`, that `load` leaves for that moment, and a TTL for states nobody comes back for) gives it
+ * back its attempts, its retry time and its `interrupted` flag. Four records a message instead of six (two of them
+ * the small attempt state), and the job's JSON (the DFO body and the msg copy) not written at all.
  */
+import { holdJournal } from '../journal';
 import { deferred, type Store } from '../store/types';
 import { decodeJson, encodeJson } from './codec';
 import type { LocalJob, LocalPersistence } from './local';
 
 const TOMBSTONE = '-';
+/** How long the attempt state of a held job is kept at most: longer than any job may live (`maxAge` ≤ 7 days). */
+const HELD_STATE_TTL_MS = 8 * 24 * 3600_000;
+const HELD_MARK = '{"h":1';
 
 /** The attempt state of a job, as `a:<id>` holds it. */
 interface AttemptState {
+  /** 1: the state of a job held by its journal entry (first, so that `load` sees it at the start). */
+  h?: 1;
   n: number;
   t: number;
   f?: 1;
@@ -31,13 +44,17 @@ export class StorePersistence<P = unknown> implements LocalPersistence<P> {
   constructor(
     private readonly store: Promise<Store>,
     name: string,
+    /** The runtime whose journals may hold jobs' records (see `holdJournal`); none: every job is written. */
+    private readonly runtime?: object,
   ) {
     this.prefix = `${name}:j:`;
     this.statePrefix = `${name}:a:`;
   }
 
   private encodeState(job: LocalJob<P>): string {
-    const st: AttemptState = { n: job.attempts, t: job.nextAt };
+    const st: AttemptState = job.hold
+      ? { h: 1, n: job.attempts, t: job.nextAt }
+      : { n: job.attempts, t: job.nextAt };
     if (job.inFlight) st.f = 1;
     if (job.interrupted) st.i = 1;
     if (job.lastError) st.e = job.lastError;
@@ -64,7 +81,10 @@ export class StorePersistence<P = unknown> implements LocalPersistence<P> {
     const s = await this.store;
     const out: LocalJob<P>[] = [];
     const states = new Map<string, string>();
-    for (const [k, v] of await s.scan(this.statePrefix)) states.set(k.slice(this.statePrefix.length), v);
+    for (const [k, v] of await s.scan(this.statePrefix)) {
+      // A held job's state waits for its journal's replay (`add`); its TTL removes it if none comes.
+      if (!v.startsWith(HELD_MARK)) states.set(k.slice(this.statePrefix.length), v);
+    }
     for (const [k, v] of await s.scan(this.prefix)) {
       if (v === TOMBSTONE) continue;
       try {
@@ -88,26 +108,59 @@ export class StorePersistence<P = unknown> implements LocalPersistence<P> {
   // store it goes to disk with the next write that someone does wait for (an inbound journal entry), within a few
   // milliseconds. Each promise still resolves only once its step is durable.
 
-  async add(job: LocalJob<P>): Promise<boolean> {
+  async add(job: LocalJob<P>, _dedupeMs: number, maxAgeMs: number): Promise<boolean> {
     const s = await this.store;
+    const hold = this.runtime && job.journal ? holdJournal(this.runtime, job.journal, maxAgeMs) : null;
+    if (hold) {
+      job.hold = hold;
+      if (hold.at < job.enqueuedAt) job.enqueuedAt = hold.at;
+      if (hold.replayed) {
+        // After a restart: what the run before recorded of this job's attempts, if it made any.
+        let st: string | undefined;
+        try {
+          st = await s.get(this.statePrefix + job.id);
+        } catch (err) {
+          hold.release(); // not enqueued: the entry stays open for a replay
+          throw err;
+        }
+        if (st) {
+          applyState(job, st);
+          if (job.inFlight) {
+            job.inFlight = undefined;
+            job.interrupted = true;
+          }
+        }
+      }
+      return true;
+    }
     const value = this.encode(job);
     return deferred(s, () => s.setIfAbsent(this.prefix + job.id, value, Infinity));
   }
 
   async begin(job: LocalJob<P>): Promise<void> {
-    const s = await this.store;
-    const value = this.encodeState(job);
-    await deferred(s, () => s.set(this.statePrefix + job.id, value));
+    await this.writeState(job);
   }
 
   async reschedule(job: LocalJob<P>): Promise<void> {
+    await this.writeState(job);
+  }
+
+  private async writeState(job: LocalJob<P>): Promise<void> {
     const s = await this.store;
     const value = this.encodeState(job);
-    await deferred(s, () => s.set(this.statePrefix + job.id, value));
+    const ttl = job.hold ? HELD_STATE_TTL_MS : undefined;
+    await deferred(s, () => s.set(this.statePrefix + job.id, value, ttl));
   }
 
   async finish(job: LocalJob<P>, dedupeMs: number): Promise<void> {
     const s = await this.store;
+    if (job.hold) {
+      // The entry first: should only it reach the disk, the state is an orphan its TTL removes; should neither,
+      // the journal replays the message and the state flags the repeat as interrupted.
+      if (!(await job.hold.complete())) throw new Error('its journal entry could not be completed');
+      if (job.attempts > 0 || job.lastError) await deferred(s, () => s.delete(this.statePrefix + job.id));
+      return;
+    }
     // Both in one write of the file store, the tombstone first. A released job (its source will not enqueue it
     // again) is simply removed.
     const [mark, state] = deferred(s, () => [

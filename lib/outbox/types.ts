@@ -84,12 +84,22 @@ export interface OutboxStats {
   oldestAgeMs?: number;
 }
 
+/** What `enqueue` takes. */
+export type EnqueueInput<P = unknown> = Pick<OutboxJob<P>, 'id' | 'key' | 'payload'> & {
+  /**
+   * The inbound journal reference the message carries (`msg._wxcx.journal`), if any. The in-process engine on the
+   * file store then holds that entry as the job's durable record instead of writing the job (ADR 0018): the entry
+   * is completed when the job ends, and `completeJournal` leaves it alone meanwhile. Other engines ignore it.
+   */
+  journal?: string;
+};
+
 export interface Outbox<P = unknown> {
   /**
    * Persists the job and schedules it. Resolves once the job is durable (true), or false when a job with that id
    * was already accepted.
    */
-  enqueue(job: Pick<OutboxJob<P>, 'id' | 'key' | 'payload'>): Promise<boolean>;
+  enqueue(job: EnqueueInput<P>): Promise<boolean>;
   /**
    * Says that the job's source has durably recorded that the job is here (the inbound journal completed its
    * entry), so nothing will enqueue it again: when it ends, its id need not be remembered for the dedupe window.

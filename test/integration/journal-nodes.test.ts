@@ -186,6 +186,47 @@ describe('the inbound journal in wechat-in and cxone-dfo-in', function () {
     assert.equal((await health(rt, 'wi2')).figures.journal.replayed, 0);
   });
 
+  it("an agent reply queued in wechat-out holds its journal entry as the job's record, across a restart", async () => {
+    // cxone-dfo-in → wechat-out, the WeChat API unreachable: the send stays queued. Its id is stable (CXone's
+    // message id), so the outbox holds the journal entry instead of writing the job (ADR 0018).
+    const flow = (): Record<string, unknown>[] => [
+      ...nodes().filter((n) => n.id === 'wc' || n.id === 'cc'),
+      { id: 'ci3', type: 'cxone-dfo-in', cxone: 'cc', path: '/cxone/j', wires: [['wo3']] },
+      { id: 'wo3', type: 'wechat-out', wechat: 'wc', wires: [[], []] },
+    ];
+    const log = path.join(userDir, 'wechat-cxone', 'default', 'data.log');
+    rt = await loadFlow(flow(), credentials);
+    const cx = caller(rt);
+    const reply = await cx.sendReply({ threadId: OPENID, text: 'held reply', messageId: 'cx-held-1' });
+    assert.equal(reply.status, 200);
+    cx.stop();
+    const t0 = Date.now();
+    while ((await health(rt, 'wo3')).figures.outbox.depth !== 1) {
+      if (Date.now() - t0 > 5000) assert.fail('the send was not queued');
+      await sleep(50);
+    }
+    await sleep(200);
+    const j = (await health(rt, 'ci3')).figures.journal;
+    assert.deepEqual([j.pending, j.completed], [1, 0], 'the entry stays open while the job lives');
+    const text = fs.readFileSync(log, 'latin1');
+    assert.ok(text.includes(':out:wo3:a:'), "the job's attempt state is written");
+    assert.ok(!text.includes(':out:wo3:j:'), 'no job record');
+
+    // A restart: the entry is replayed into the flow and held again by the same job id.
+    await rt.close();
+    rt = await loadFlow(flow(), credentials);
+    const t1 = Date.now();
+    for (;;) {
+      const h = await health(rt, 'ci3');
+      const o = await health(rt, 'wo3');
+      if (h.figures.journal.replayed === 1 && o.figures.outbox.depth === 1) break;
+      if (Date.now() - t1 > 5000) assert.fail(`not replayed: ${JSON.stringify([h.figures, o.figures])}`);
+      await sleep(50);
+    }
+    assert.equal((await health(rt, 'ci3')).figures.journal.pending, 1);
+    assert.ok(!fs.readFileSync(log, 'latin1').includes(':out:wo3:j:'), 'still no job record');
+  });
+
   it('a store that cannot write means no acknowledgement: WeChat gets 500, CXone 503, nothing emitted', async () => {
     const srv = net.createServer();
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));

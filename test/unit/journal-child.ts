@@ -3,8 +3,10 @@
  * on one file store. POST /push {id,key,n} is journaled, then acknowledged ("success"), then handed (after a
  * random delay, like a slow flow) to a file-backed outbox that delivers to the parent's sink; the journal entry
  * is completed once the outbox accepted the message. At start the journal replays what a killed run left.
+ * With `hold`, the outbox is given the runtime and each job its journal reference, as the `-out` nodes do: the
+ * journal entry is then the job's record (ADR 0018), completed when the job ends.
  *
- *   node journal-child.js <dir> <sinkUrl>      prints "port <n>", "replay <id>"
+ *   node journal-child.js <dir> <sinkUrl> [hold]      prints "port <n>", "replay <id>"
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,7 +33,8 @@ function post(url: string, body: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const [dir, sink] = process.argv.slice(2);
+  const [dir, sink, mode] = process.argv.slice(2);
+  const hold = mode === 'hold';
   const runtime = {};
   const store = await FileStore.open(dir);
   const journal = createJournal<Push>({ runtime, name: 'in', store });
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
     name: 'out',
     store,
     policy: { concurrency: 8, baseDelayMs: 10, maxDelayMs: 50 },
+    runtime: hold ? runtime : undefined,
   });
   outbox.start(
     async (job) => {
@@ -58,7 +62,8 @@ async function main(): Promise<void> {
     () => undefined,
   );
   const downstream = async (p: Push, ref: string): Promise<void> => {
-    await outbox.enqueue({ id: p.id, key: p.key, payload: p });
+    await outbox.enqueue({ id: p.id, key: p.key, payload: p, journal: hold ? ref : undefined });
+    // Held (with `hold`): a no-op; the job completes the entry when it ends.
     await completeJournal(runtime, { payload: p, _wxcx: { journal: ref } });
   };
   void journal.start((entry, ref) => {

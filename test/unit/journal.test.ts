@@ -15,6 +15,7 @@ import {
   parseRef,
   type JournalEntry,
 } from '../../lib/journal';
+import { createOutbox, type OutboxResult } from '../../lib/outbox';
 import { FileStore } from '../../lib/store/file';
 import { MemoryStore } from '../../lib/store/memory';
 import { Sink } from './outbox-sink';
@@ -91,6 +92,166 @@ describe('journal', function () {
       assert.deepEqual([j.stats().pending, j.stats().completed], [0, 1]);
       await j.stop();
       await s.close();
+    });
+
+    describe("an entry held as an outbox job's record (ADR 0018)", function () {
+      interface P {
+        n: number;
+      }
+      const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+      /** A journal and an outbox on one file store in one runtime, as wechat-in and cxone-dfo-out have them. */
+      async function pipeline(
+        dir: string,
+        attempt: (n: number) => 'delivered' | 'retry' | 'hang' | Promise<'delivered'>,
+        opts: { name?: string; journalMaxAgeMs?: number; outboxMaxAgeMs?: number } = {},
+      ) {
+        const store = await FileStore.open(dir);
+        const runtime = {};
+        const journal = createJournal<P>({ runtime, name: 'in', store, maxAgeMs: opts.journalMaxAgeMs });
+        const outbox = createOutbox<P>({
+          name: opts.name ?? 'out',
+          store,
+          runtime,
+          policy: { baseDelayMs: 60_000, maxDelayMs: 60_000, maxAgeMs: opts.outboxMaxAgeMs },
+          stopTimeoutMs: 100,
+        });
+        const results: OutboxResult<P>[] = [];
+        const attempts: { n: number; attempts: number; interrupted: boolean }[] = [];
+        outbox.start(
+          async (job) => {
+            attempts.push({ n: job.payload.n, attempts: job.attempts, interrupted: !!job.interrupted });
+            const a = await attempt(job.payload.n);
+            if (a === 'hang') return new Promise(() => undefined);
+            return a === 'delivered'
+              ? { kind: 'delivered' }
+              : { kind: 'retry', error: { code: 'x', message: 'far side down', retryable: true } };
+          },
+          (r) => results.push(r),
+        );
+        const replays: string[] = [];
+        await journal.start((entry, ref) => {
+          replays.push(ref);
+          void outbox.enqueue({ id: entry.id, key: 'k', payload: entry.data, journal: ref });
+        });
+        return { store, runtime, journal, outbox, results, attempts, replays };
+      }
+
+      it('writes no job record, keeps the entry pending until the job ends, then completes it', async function () {
+        const dir = tmp();
+        let open: () => void = () => undefined;
+        const gate = new Promise<'delivered'>((r) => (open = () => r('delivered')));
+        const p = await pipeline(dir, () => gate);
+        const ref = await p.journal.append('m1', { n: 1 });
+        assert.ok(ref);
+        assert.equal(await p.outbox.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref }), true);
+        // What an -out node does next: a no-op while the job holds the entry.
+        assert.equal(await completeJournal(p.runtime, ref), false);
+        await until(() => p.attempts.length === 1, 5000, 'the first attempt');
+        await wait(30);
+        assert.deepEqual(await p.store.scan('out:j:'), []);
+        assert.equal((await p.store.scan('out:a:')).length, 1, 'the attempt state is written');
+        assert.equal(p.journal.stats().pending, 1);
+        assert.equal((await p.store.scan('in:e:')).length, 1);
+        open();
+        await until(() => p.results.length === 1, 5000, 'the delivery');
+        assert.equal(p.results[0].status, 'delivered');
+        await until(() => p.journal.stats().pending === 0, 5000, 'the entry completed');
+        await wait(30);
+        assert.deepEqual(await p.store.scan('in:e:'), [], 'the entry is a tombstone (a dedupe mark) now');
+        assert.deepEqual(await p.store.scan('out:a:'), [], 'the attempt state is gone');
+        assert.deepEqual(await p.store.scan('out:j:'), []);
+        await p.journal.stop();
+        await p.outbox.stop();
+        await p.store.close();
+      });
+
+      it('after a restart the replayed entry is held again with the attempts the run before made', async function () {
+        const dir = tmp();
+        const p1 = await pipeline(dir, () => 'retry');
+        const ref = await p1.journal.append('m1', { n: 1 });
+        assert.ok(ref);
+        await p1.outbox.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref });
+        await until(() => p1.attempts.length === 1, 5000, 'the first attempt');
+        await wait(30); // its retry time on disk
+        await p1.journal.stop();
+        await p1.outbox.stop();
+        await p1.store.close(); // the restart
+
+        const p2 = await pipeline(dir, () => 'delivered');
+        assert.equal(p2.replays.length, 1);
+        // The retry time recorded by the first run (a minute away) still holds: no attempt yet.
+        await wait(100);
+        assert.equal(p2.attempts.length, 0);
+        assert.equal(p2.outbox.stats().depth, 1);
+        assert.equal(p2.outbox.stats().retrying, 1);
+        // The replay limit does not count restarts once the entry is in an outbox again.
+        const stored = (await p2.store.scan('in:e:')).map(([, v]) => JSON.parse(v) as { replays: number });
+        assert.deepEqual(
+          stored.map((e) => e.replays),
+          [0],
+        );
+        assert.deepEqual(await p2.store.scan('out:j:'), []);
+        await p2.journal.stop();
+        await p2.outbox.stop();
+        await p2.store.close();
+      });
+
+      it('a journal started meanwhile (a redeploy) does not replay a held entry, and replays one not held', async function () {
+        const dir = tmp();
+        const p = await pipeline(dir, () => 'hang');
+        const held = await p.journal.append('held', { n: 1 });
+        const loose = await p.journal.append('loose', { n: 2 });
+        assert.ok(held && loose);
+        await p.outbox.enqueue({ id: 'held', key: 'k', payload: { n: 1 }, journal: held });
+        await p.journal.stop();
+        const again: string[] = [];
+        const j2 = createJournal<P>({ runtime: p.runtime, name: 'in', store: p.store });
+        await j2.start((entry) => again.push(entry.id));
+        assert.deepEqual(again, ['loose']);
+        await j2.stop();
+        await p.outbox.stop();
+        await p.store.close();
+      });
+
+      it('a second outbox on the same msg writes its own job, and only the holder completes the entry', async function () {
+        const dir = tmp();
+        const p = await pipeline(dir, () => 'hang');
+        const second = createOutbox<P>({
+          name: 'out2',
+          store: p.store,
+          runtime: p.runtime,
+          stopTimeoutMs: 100,
+        });
+        second.start(
+          () => new Promise(() => undefined),
+          () => undefined,
+        );
+        const ref = await p.journal.append('m1', { n: 1 });
+        assert.ok(ref);
+        await p.outbox.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref });
+        await second.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref });
+        assert.equal(await completeJournal(p.runtime, ref), false);
+        assert.equal(p.journal.stats().pending, 1, 'still held by the first job');
+        assert.deepEqual(await p.store.scan('out:j:'), []);
+        assert.equal((await p.store.scan('out2:j:')).length, 1, "the second job's own record");
+        await p.journal.stop();
+        await p.outbox.stop();
+        await second.stop();
+        await p.store.close();
+      });
+
+      it("a job that may outlive the entry (outbox maxAge above the journal's) is written as a job", async function () {
+        const dir = tmp();
+        const p = await pipeline(dir, () => 'hang', { journalMaxAgeMs: 3600_000, outboxMaxAgeMs: 7200_000 });
+        const ref = await p.journal.append('m1', { n: 1 });
+        assert.ok(ref);
+        await p.outbox.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref });
+        assert.equal((await p.store.scan('out:j:')).length, 1);
+        assert.equal(await completeJournal(p.runtime, ref), true, 'not held: completed as before');
+        await p.journal.stop();
+        await p.outbox.stop();
+        await p.store.close();
+      });
     });
 
     it('after a restart, replays exactly the entries never completed, with their data, oldest first', async function () {
@@ -186,74 +347,119 @@ describe('journal', function () {
       assert.equal(await completeJournal({}, { _wxcx: { journal: makeRef('nope', 'x') } }), false);
     });
 
-    it('SIGKILL between acknowledge and outbox: every acknowledged push is delivered after restart, once per id', async function () {
-      const dir = tmp();
-      const sink = new Sink();
-      const sinkUrl = await sink.start();
-      const script = path.join(__dirname, 'journal-child.js');
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
-      const push = (port: number, body: object): Promise<number> =>
-        new Promise((resolve) => {
-          const req = http.request(
-            { host: '127.0.0.1', port, path: '/push', method: 'POST', agent },
-            (res) => {
-              res.resume();
-              res.on('end', () => resolve(res.statusCode ?? 0));
-            },
+    for (const hold of [false, true]) {
+      it(`SIGKILL between acknowledge and outbox${hold ? ", the journal entry as the job's record" : ''}: every acknowledged push is delivered after restart, once per id`, async function () {
+        const dir = tmp();
+        const sink = new Sink();
+        const sinkUrl = await sink.start();
+        const script = path.join(__dirname, 'journal-child.js');
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+        const push = (port: number, body: object): Promise<number> =>
+          new Promise((resolve) => {
+            const req = http.request(
+              { host: '127.0.0.1', port, path: '/push', method: 'POST', agent },
+              (res) => {
+                res.resume();
+                res.on('end', () => resolve(res.statusCode ?? 0));
+              },
+            );
+            req.on('error', () => resolve(0)); // the process was killed under this request
+            req.end(JSON.stringify(body));
+          });
+        try {
+          const first = spawnChild(script, hold ? [dir, sinkUrl, 'hold'] : [dir, sinkUrl]);
+          await first.waitFor((l) => l.some((x) => x.startsWith('port ')));
+          const port = Number(first.lines.find((x) => x.startsWith('port '))!.slice(5));
+          const acked = new Set<string>();
+          const N = 1500;
+          let next = 0;
+          let killed = false;
+          const worker = async (): Promise<void> => {
+            while (next < N && !killed) {
+              const n = next++;
+              const body = { id: `w${n}`, key: `u${n % 10}`, n };
+              // WeChat pushes some messages twice: both must end in one delivery.
+              const status = await push(port, body);
+              if (status === 200) acked.add(body.id);
+              if (n % 7 === 0 && !killed && (await push(port, body)) === 200) acked.add(body.id);
+              if (acked.size >= 500 && !killed) {
+                killed = true;
+                first.proc.kill('SIGKILL');
+              }
+            }
+          };
+          await Promise.all(Array.from({ length: 20 }, worker));
+          await first.exited;
+          const deliveredBefore = new Set(sink.received.map((r) => r.id)).size;
+
+          const second = spawnChild(script, hold ? [dir, sinkUrl, 'hold'] : [dir, sinkUrl]);
+          await second.waitFor((l) => l.some((x) => x.startsWith('port ')));
+          await until(
+            () => [...acked].every((id) => sink.received.some((r) => r.id === id)),
+            30_000,
+            'every acknowledged push delivered',
           );
-          req.on('error', () => resolve(0)); // the process was killed under this request
-          req.end(JSON.stringify(body));
-        });
-      try {
-        const first = spawnChild(script, [dir, sinkUrl]);
-        await first.waitFor((l) => l.some((x) => x.startsWith('port ')));
-        const port = Number(first.lines.find((x) => x.startsWith('port '))!.slice(5));
-        const acked = new Set<string>();
-        const N = 1500;
-        let next = 0;
-        let killed = false;
-        const worker = async (): Promise<void> => {
-          while (next < N && !killed) {
-            const n = next++;
-            const body = { id: `w${n}`, key: `u${n % 10}`, n };
-            // WeChat pushes some messages twice: both must end in one delivery.
-            const status = await push(port, body);
-            if (status === 200) acked.add(body.id);
-            if (n % 7 === 0 && !killed && (await push(port, body)) === 200) acked.add(body.id);
-            if (acked.size >= 500 && !killed) {
-              killed = true;
-              first.proc.kill('SIGKILL');
+          const replays = second.lines.filter((l) => l.startsWith('replay ')).length;
+          if (hold) {
+            // Replayed pushes journaled but never acknowledged are delivered too; then the ends are written.
+            const replayed = second.lines.filter((l) => l.startsWith('replay ')).map((l) => l.slice(7));
+            await until(
+              () => replayed.every((id) => sink.received.some((r) => r.id === id)),
+              30_000,
+              'every replayed push delivered',
+            );
+            await new Promise((r) => setTimeout(r, 500));
+          }
+          second.proc.kill();
+          await second.exited;
+          const lost = [...acked].filter((id) => !sink.received.some((r) => r.id === id));
+          console.log(
+            `      ${acked.size} pushes acknowledged before SIGKILL, ${deliveredBefore} delivered by then; ` +
+              `${replays} replayed from the journal after restart; delivered twice: ${sink.duplicates().length}; lost ${lost.length}`,
+          );
+          assert.equal(lost.length, 0);
+          assert.ok(replays > 0, 'the kill left acknowledged messages that only the journal had');
+          // No order assertion here: the pushes of one user race each other (20 senders, a random delay before the
+          // outbox), and a message recovered from the journal joins its conversation after those accepted earlier.
+          assert.ok(sink.duplicates().length <= 8, 'only attempts in flight at the kill can repeat');
+          if (hold) {
+            // What the first run recorded of a held job's attempt comes back with the replay.
+            for (const id of sink.duplicates()) {
+              assert.ok(
+                sink.received.some((r) => r.id === id && r.interrupted),
+                `${id} was delivered twice without being flagged interrupted`,
+              );
+            }
+            // Every held job ended: no job record was written, and no attempt state is left.
+            const store = await FileStore.open(dir);
+            try {
+              assert.deepEqual(await store.scan('out:j:'), [], 'no job record, not even a tombstone');
+              // Attempt states left: only those a kill orphaned (its entry's completion on disk, not yet the
+              // state's removal), of pushes delivered once, by the first run; their TTL removes them.
+              const left = (await store.scan('out:a:')).map(([k]) => k.slice('out:a:'.length));
+              const firstPid = first.proc.pid;
+              for (const id of left) {
+                const got = sink.received.filter((r) => r.id === id);
+                assert.ok(
+                  got.length === 1 && got[0].pid === firstPid && !second.lines.includes(`replay ${id}`),
+                  `the attempt state of ${id} was left behind`,
+                );
+              }
+              assert.ok(left.length <= 64, `${left.length} attempt states orphaned by the kill`);
+              assert.deepEqual(
+                (await store.scan('in:e:')).filter(([, v]) => v !== '-'),
+                [],
+                'every journal entry completed',
+              );
+            } finally {
+              await store.close();
             }
           }
-        };
-        await Promise.all(Array.from({ length: 20 }, worker));
-        await first.exited;
-        const deliveredBefore = new Set(sink.received.map((r) => r.id)).size;
-
-        const second = spawnChild(script, [dir, sinkUrl]);
-        await second.waitFor((l) => l.some((x) => x.startsWith('port ')));
-        await until(
-          () => [...acked].every((id) => sink.received.some((r) => r.id === id)),
-          30_000,
-          'every acknowledged push delivered',
-        );
-        const replays = second.lines.filter((l) => l.startsWith('replay ')).length;
-        second.proc.kill();
-        await second.exited;
-        const lost = [...acked].filter((id) => !sink.received.some((r) => r.id === id));
-        console.log(
-          `      ${acked.size} pushes acknowledged before SIGKILL, ${deliveredBefore} delivered by then; ` +
-            `${replays} replayed from the journal after restart; delivered twice: ${sink.duplicates().length}; lost ${lost.length}`,
-        );
-        assert.equal(lost.length, 0);
-        assert.ok(replays > 0, 'the kill left acknowledged messages that only the journal had');
-        // No order assertion here: the pushes of one user race each other (20 senders, a random delay before the
-        // outbox), and a message recovered from the journal joins its conversation after those accepted earlier.
-        assert.ok(sink.duplicates().length <= 8, 'only attempts in flight at the kill can repeat');
-      } finally {
-        agent.destroy();
-        await sink.stop();
-      }
-    });
+        } finally {
+          agent.destroy();
+          await sink.stop();
+        }
+      });
+    }
   });
 });

@@ -133,7 +133,12 @@ describe('journal', function () {
           replays.push(ref);
           void outbox.enqueue({ id: entry.id, key: 'k', payload: entry.data, journal: ref });
         });
-        return { store, runtime, journal, outbox, results, attempts, replays };
+        const close = async (): Promise<void> => {
+          await journal.stop();
+          await outbox.stop();
+          await store.close();
+        };
+        return { store, runtime, journal, outbox, results, attempts, replays, close };
       }
 
       it('writes no job record, keeps the entry pending until the job ends, then completes it', async function () {
@@ -160,9 +165,7 @@ describe('journal', function () {
         assert.deepEqual(await p.store.scan('in:e:'), [], 'the entry is a tombstone (a dedupe mark) now');
         assert.deepEqual(await p.store.scan('out:a:'), [], 'the attempt state is gone');
         assert.deepEqual(await p.store.scan('out:j:'), []);
-        await p.journal.stop();
-        await p.outbox.stop();
-        await p.store.close();
+        await p.close();
       });
 
       it('after a restart the replayed entry is held again with the attempts the run before made', async function () {
@@ -173,9 +176,7 @@ describe('journal', function () {
         await p1.outbox.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref });
         await until(() => p1.attempts.length === 1, 5000, 'the first attempt');
         await wait(30); // its retry time on disk
-        await p1.journal.stop();
-        await p1.outbox.stop();
-        await p1.store.close(); // the restart
+        await p1.close(); // the restart
 
         const p2 = await pipeline(dir, () => 'delivered');
         assert.equal(p2.replays.length, 1);
@@ -191,9 +192,7 @@ describe('journal', function () {
           [0],
         );
         assert.deepEqual(await p2.store.scan('out:j:'), []);
-        await p2.journal.stop();
-        await p2.outbox.stop();
-        await p2.store.close();
+        await p2.close();
       });
 
       it('a journal started meanwhile (a redeploy) does not replay a held entry, and replays one not held', async function () {
@@ -209,8 +208,7 @@ describe('journal', function () {
         await j2.start((entry) => again.push(entry.id));
         assert.deepEqual(again, ['loose']);
         await j2.stop();
-        await p.outbox.stop();
-        await p.store.close();
+        await p.close();
       });
 
       it('a second outbox on the same msg writes its own job, and only the holder completes the entry', async function () {
@@ -234,10 +232,8 @@ describe('journal', function () {
         assert.equal(p.journal.stats().pending, 1, 'still held by the first job');
         assert.deepEqual(await p.store.scan('out:j:'), []);
         assert.equal((await p.store.scan('out2:j:')).length, 1, "the second job's own record");
-        await p.journal.stop();
-        await p.outbox.stop();
         await second.stop();
-        await p.store.close();
+        await p.close();
       });
 
       it("a job that may outlive the entry (outbox maxAge above the journal's) is written as a job", async function () {
@@ -248,9 +244,7 @@ describe('journal', function () {
         await p.outbox.enqueue({ id: 'm1', key: 'k', payload: { n: 1 }, journal: ref });
         assert.equal((await p.store.scan('out:j:')).length, 1);
         assert.equal(await completeJournal(p.runtime, ref), true, 'not held: completed as before');
-        await p.journal.stop();
-        await p.outbox.stop();
-        await p.store.close();
+        await p.close();
       });
     });
 

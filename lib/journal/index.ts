@@ -203,14 +203,41 @@ class RedisBackend implements Backend {
 const registries = new WeakMap<object, Map<string, Journal<unknown>>>();
 
 /**
- * Per runtime: the entries an outbox job holds, as `makeRef` strings. Outside the journal instances, so that the
- * journal a redeploy starts sees what the outbox (which outlives the redeploy) still holds.
+ * Per runtime, by journal name: the ids of the entries an outbox job holds. Outside the journal instances, so that
+ * the journal a redeploy starts sees what the outbox (which outlives the redeploy) still holds.
  */
-const holds = new WeakMap<object, Set<string>>();
+const holds = new WeakMap<object, Map<string, Set<string>>>();
+
+function heldIds(runtime: object, name: string): Set<string> {
+  let byName = holds.get(runtime);
+  if (!byName) {
+    byName = new Map();
+    holds.set(runtime, byName);
+  }
+  let ids = byName.get(name);
+  if (!ids) {
+    ids = new Set();
+    byName.set(name, ids);
+  }
+  return ids;
+}
 
 function isHeld(runtime: object, name: string, id: string): boolean {
-  const h = holds.get(runtime);
-  return !!h && h.size > 0 && h.has(makeRef(name, id));
+  return holds.get(runtime)?.get(name)?.has(id) ?? false;
+}
+
+/**
+ * The journal a message's reference (or the reference itself) names in `runtime`, with the entry's id; no journal
+ * while an outbox job holds the entry (only that job may complete it, and nobody may hold it again).
+ */
+function journalOf(
+  runtime: object,
+  msgOrRef: unknown,
+): { j: Journal<unknown> | undefined; id: string } | null {
+  const r = parseRef(typeof msgOrRef === 'string' ? msgOrRef : journalRefOf(msgOrRef));
+  if (!r) return null;
+  if (isHeld(runtime, r.name, r.id)) return { j: undefined, id: r.id };
+  return { j: registries.get(runtime)?.get(r.name), id: r.id };
 }
 
 /** What an outbox gets for an entry it holds (`holdJournal`). */
@@ -254,14 +281,10 @@ export function journalRefOf(msg: unknown): string | undefined {
  * the entry could not be completed (it will then be replayed after a restart, which downstream dedupe absorbs).
  */
 export async function completeJournal(runtime: object, msgOrRef: unknown): Promise<boolean> {
-  const ref = typeof msgOrRef === 'string' ? msgOrRef : journalRefOf(msgOrRef);
-  const r = parseRef(ref);
-  if (!r) return false;
-  // An outbox job holds it: that job completes it when it ends (a second -out node on the same msg, or a repeat).
-  if (isHeld(runtime, r.name, r.id)) return false;
-  const j = registries.get(runtime)?.get(r.name);
-  if (!j) return false;
-  return j.completeId(r.id);
+  // Held by an outbox job (no journal then): that job completes it when it ends (a second -out node on the same
+  // msg, or a repeat).
+  const found = journalOf(runtime, msgOrRef);
+  return found?.j ? found.j.completeId(found.id) : false;
 }
 
 /**
@@ -271,12 +294,8 @@ export async function completeJournal(runtime: object, msgOrRef: unknown): Promi
  * `-out` node on one msg), or the journal keeps entries for less than `maxAgeMs` (the job could outlive it).
  */
 export function holdJournal(runtime: object, msgOrRef: unknown, maxAgeMs: number): JournalHold | null {
-  const ref = typeof msgOrRef === 'string' ? msgOrRef : journalRefOf(msgOrRef);
-  const r = parseRef(ref);
-  if (!r) return null;
-  const j = registries.get(runtime)?.get(r.name);
-  if (!j) return null;
-  return j.holdId(r.id, maxAgeMs);
+  const found = journalOf(runtime, msgOrRef);
+  return found?.j ? found.j.holdId(found.id, maxAgeMs) : null;
 }
 
 export class Journal<D = unknown> {
@@ -420,15 +439,9 @@ export class Journal<D = unknown> {
   holdId(id: string, maxAgeMs: number): JournalHold | null {
     const backend = this.backend;
     if (!backend || this.multi || this.stopped || maxAgeMs > this.maxAgeMs || !this.mine.has(id)) return null;
-    const key = makeRef(this.name, id);
-    let h = holds.get(this.runtime);
-    if (!h) {
-      h = new Set();
-      holds.set(this.runtime, h);
-    }
-    if (h.has(key)) return null;
-    const held = h;
-    held.add(key);
+    const held = heldIds(this.runtime, this.name);
+    if (held.has(id)) return null;
+    held.add(id);
     const rep = this.replayed.get(id);
     if (rep) {
       // Replayed after a restart and in an outbox again: the replay limit is for flows that never get an entry to
@@ -446,23 +459,18 @@ export class Journal<D = unknown> {
         if (!open) return false;
         open = false;
         // Through the journal open under this name now (after a redeploy, the new one, on the store as it is now).
-        const cur = registries.get(this.runtime)?.get(this.name) ?? this;
-        const j = cur.backend && !cur.multi ? cur : this;
-        try {
-          await (j.backend ?? backend).remove(id, j.dedupeMs);
-          if (j.mine.delete(id) || (j !== this && this.mine.delete(id))) j.counts.completed++;
-          return true;
-        } catch (err) {
-          this.noteError(err);
-          return false;
-        } finally {
-          held.delete(key);
-        }
+        const cur = registries.get(this.runtime)?.get(this.name);
+        const j = cur?.backend && !cur.multi ? cur : this;
+        const done = await j.completeId(id);
+        // Appended by the journal a redeploy replaced: counted by the one open now.
+        if (j !== this && this.mine.delete(id) && done) j.counts.completed++;
+        held.delete(id);
+        return done;
       },
       release: () => {
         if (!open) return;
         open = false;
-        held.delete(key);
+        held.delete(id);
       },
     };
   }
